@@ -27,15 +27,19 @@ static void put_param(struct out *o, const char *sep, const char *name, const ch
     put_str(o, sep);
     put_str(o, name);
     put(o, "=\"", 2);
-    for (const unsigned char *p = (const unsigned char *)value; *p; p++) {
+    const unsigned char *p = (const unsigned char *)value, *run = p;
+    for (; *p; p++) {
         if ((*p < 0x20 && *p != '\t') || *p == 0x7f) {
             o->bad = true;
             return;
         }
-        if (*p == '"' || *p == '\\')
+        if (*p == '"' || *p == '\\') {
+            put(o, (const char *)run, (size_t)(p - run));
             put(o, "\\", 1);
-        put(o, (const char *)p, 1);
+            run = p;
+        }
     }
+    put(o, (const char *)run, (size_t)(p - run));
     put(o, "\"", 1);
 }
 
@@ -83,7 +87,7 @@ IMSAUTH_API enum imsauth_result imsauth_challenge(const struct imsauth_ctx *ctx,
     put_param(&o, "Bearer ", "realm", ctx->realm);
     put_param(&o, ", ", "authz_server", ctx->authz_server);
     if (r == IMSAUTH_ERR_MISSING || r == IMSAUTH_ERR_UNSUPPORTED_SCHEME ||
-        r == IMSAUTH_ERR_INSUFFICIENT_SCOPE || r == IMSAUTH_ERR_IDENTITY_NOT_GRANTED)
+        r == IMSAUTH_ERR_INSUFFICIENT_SCOPE)
         put_param(&o, ", ", "scope", ctx->scope);
     if (err)
         put_param(&o, ", ", "error", err);

@@ -147,7 +147,7 @@ struct imsauth_token *ims_cache_get(struct ims_cache *c, const uint8_t digest[32
     while (e && memcmp(e->digest, digest, IMSAUTH_SHA256_LEN) != 0)
         e = e->hnext;
     if (e) {
-        if (e->tok->exp < now || e->tok->generation != generation) {
+        if (e->tok->exp <= now || e->tok->generation != generation) {
             drop = remove_entry(s, e);
         } else {
             hit = imsauth_token_ref(e->tok);

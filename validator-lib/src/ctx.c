@@ -111,6 +111,7 @@ static enum imsauth_result rebuild(struct imsauth_ctx *ctx, const char *file_doc
         ims_keyset_unref(ks);
         return r;
     }
+    ims_keyset_prepare(ks, &ctx->mds, ctx->algs);
     pthread_mutex_lock(&ctx->ks_lock);
     struct ims_keyset *old = ctx->ks;
     ctx->ks = ks;

@@ -8,7 +8,6 @@
  */
 #include "internal.h"
 
-#include <string.h>
 #include <strings.h>
 
 static bool is_ws(uint8_t c)
@@ -16,17 +15,96 @@ static bool is_ws(uint8_t c)
     return c == ' ' || c == '\t';
 }
 
+/* Character classes as a table: the header is scanned byte by byte on every request. */
+enum { B64TOK = 1, TOKEN = 2 };
+static const uint8_t cls[256] = {
+    ['0'] = 3,
+    ['1'] = 3,
+    ['2'] = 3,
+    ['3'] = 3,
+    ['4'] = 3,
+    ['5'] = 3,
+    ['6'] = 3,
+    ['7'] = 3,
+    ['8'] = 3,
+    ['9'] = 3,
+    ['A'] = 3,
+    ['B'] = 3,
+    ['C'] = 3,
+    ['D'] = 3,
+    ['E'] = 3,
+    ['F'] = 3,
+    ['G'] = 3,
+    ['H'] = 3,
+    ['I'] = 3,
+    ['J'] = 3,
+    ['K'] = 3,
+    ['L'] = 3,
+    ['M'] = 3,
+    ['N'] = 3,
+    ['O'] = 3,
+    ['P'] = 3,
+    ['Q'] = 3,
+    ['R'] = 3,
+    ['S'] = 3,
+    ['T'] = 3,
+    ['U'] = 3,
+    ['V'] = 3,
+    ['W'] = 3,
+    ['X'] = 3,
+    ['Y'] = 3,
+    ['Z'] = 3,
+    ['a'] = 3,
+    ['b'] = 3,
+    ['c'] = 3,
+    ['d'] = 3,
+    ['e'] = 3,
+    ['f'] = 3,
+    ['g'] = 3,
+    ['h'] = 3,
+    ['i'] = 3,
+    ['j'] = 3,
+    ['k'] = 3,
+    ['l'] = 3,
+    ['m'] = 3,
+    ['n'] = 3,
+    ['o'] = 3,
+    ['p'] = 3,
+    ['q'] = 3,
+    ['r'] = 3,
+    ['s'] = 3,
+    ['t'] = 3,
+    ['u'] = 3,
+    ['v'] = 3,
+    ['w'] = 3,
+    ['x'] = 3,
+    ['y'] = 3,
+    ['z'] = 3,
+    /* b64token and RFC 3261 token both */
+    ['-'] = 3,
+    ['.'] = 3,
+    ['_'] = 3,
+    ['~'] = 3,
+    ['+'] = 3,
+    /* b64token only */
+    ['/'] = B64TOK,
+    /* token only */
+    ['!'] = TOKEN,
+    ['%'] = TOKEN,
+    ['*'] = TOKEN,
+    ['`'] = TOKEN,
+    ['\''] = TOKEN,
+};
+
 static bool is_b64tok(uint8_t c)
 {
-    return (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '-' ||
-           c == '.' || c == '_' || c == '~' || c == '+' || c == '/';
+    return cls[c] & B64TOK;
 }
 
 /* RFC 3261 token characters (auth-scheme, auth-param name). */
 static bool is_token(uint8_t c)
 {
-    return (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') ||
-           strchr("-.!%*_+`'~", c) != NULL;
+    return cls[c] & TOKEN;
 }
 
 /* Length of the b64token at p[0..n), 0 if none. */
@@ -84,13 +162,13 @@ enum imsauth_result ims_header_parse(const uint8_t *hdr, size_t len, size_t max_
     size_t rest = end - i, n;
     static const char param[] = "access_token";
     size_t plen = sizeof(param) - 1;
-    size_t k = 0;
-    while (k < rest && is_token(t[k]))
-        k++;
-    size_t eq = k;
-    while (eq < rest && is_ws(t[eq]))
+    /* The auth-param form is told by its first bytes: "access_token", optional whitespace,
+       "=". (A b64token never has "=" followed by other characters.) */
+    bool is_param = rest > plen && strncasecmp((const char *)t, param, plen) == 0;
+    size_t eq = plen;
+    while (is_param && eq < rest && is_ws(t[eq]))
         eq++;
-    if (k == plen && strncasecmp((const char *)t, param, plen) == 0 && eq < rest && t[eq] == '=') {
+    if (is_param && eq < rest && t[eq] == '=') {
         /* auth-param form */
         size_t v = eq + 1;
         while (v < rest && is_ws(t[v]))
@@ -131,4 +209,26 @@ enum imsauth_result ims_header_parse(const uint8_t *hdr, size_t len, size_t max_
     }
     *toklen = n;
     return IMSAUTH_OK;
+}
+
+bool ims_header_quick_span(const uint8_t *hdr, size_t len, size_t max_token, const uint8_t **tok,
+                           size_t *toklen)
+{
+    if (hdr == NULL || len < 8)
+        return false;
+    size_t i = 0, end = len;
+    while (end > 0 && is_ws(hdr[end - 1]))
+        end--;
+    while (i < end && is_ws(hdr[i]))
+        i++;
+    if (end - i < 8 || strncasecmp((const char *)hdr + i, "Bearer", 6) != 0 || !is_ws(hdr[i + 6]))
+        return false;
+    i += 7;
+    while (i < end && is_ws(hdr[i]))
+        i++;
+    if (end - i > max_token || end == i || hdr[end - 1] == '"')
+        return false; /* the auth-param form and odd cases take the full parser */
+    *tok = hdr + i;
+    *toklen = end - i;
+    return true;
 }

@@ -19,6 +19,7 @@
 #define IMSAUTH_MAX_JWKS_LEN     (256 * 1024)
 #define IMSAUTH_MAX_JOSE_HDR_LEN 2048
 #define IMSAUTH_SHA256_LEN       32
+#define IMSAUTH_N_ALGS           13
 
 /* ---- base64url (b64url.c) ---- */
 /* Decoded size of n base64url characters (no padding), or SIZE_MAX if n is impossible. */
@@ -36,6 +37,12 @@ enum imsauth_result ims_header_parse(const uint8_t *hdr, size_t len, size_t max_
                                      const uint8_t **tok, size_t *toklen, char *detail,
                                      size_t dlen);
 
+/* Cheap span of the plain-form token ("Bearer <token>") without checking its characters,
+ * for the cache lookup only: a cache hit means the span equals (by SHA-256) a token that
+ * passed ims_header_parse before. Returns false when the full parser must decide. */
+bool ims_header_quick_span(const uint8_t *hdr, size_t len, size_t max_token, const uint8_t **tok,
+                           size_t *toklen);
+
 /* ---- keys (jwk.c) ---- */
 enum ims_key_kind { IMS_KEY_EC, IMS_KEY_RSA, IMS_KEY_OKP, IMS_KEY_OCT };
 
@@ -46,6 +53,10 @@ struct ims_key {
     EVP_PKEY *pkey; /* EC, RSA, OKP */
     uint8_t *secret;
     size_t secret_len; /* OCT */
+    /* Verification contexts initialised once per allowed algorithm (index = bit number of
+       enum imsauth_alg). Read-only after the key set is built; each verification works on
+       its own copy (EVP_MD_CTX_copy_ex), so threads share them safely. */
+    EVP_MD_CTX *vctx[IMSAUTH_N_ALGS];
 };
 
 struct ims_keyset {
@@ -87,6 +98,10 @@ struct ims_mds {
 bool ims_mds_load(struct ims_mds *m);
 void ims_mds_free(struct ims_mds *m);
 
+/* Prepares the per-algorithm verification contexts of every key for the algorithms in
+ * algs. A key whose context cannot be prepared is verified the slow way. */
+void ims_keyset_prepare(struct ims_keyset *ks, const struct ims_mds *m, unsigned algs);
+
 /* Verifies sig over msg with key for alg (JOSE encodings: raw R||S for ECDSA). */
 bool ims_sig_verify(const struct ims_mds *m, const struct ims_key *key, unsigned alg,
                     const uint8_t *msg, size_t msglen, const uint8_t *sig, size_t siglen);
@@ -102,15 +117,16 @@ struct imsauth_token {
     char arena[];        /* strings and the impu pointer array */
 };
 
-/* Builds a token from a decoded payload (json_t * as void *) and checks the static claims
- * (iss, aud, scope, presence and form). Writes *out (one reference) only on IMSAUTH_OK. */
+/* Builds a token from the decoded payload bytes (JSON) and checks the static claims (iss,
+ * aud, scope, presence and form). Writes *out (one reference) only on IMSAUTH_OK. */
 struct ims_claim_policy {
     char **issuers;
     size_t n_issuers;
     const char *audience;
     const char *scope;
 };
-enum imsauth_result ims_token_from_claims(const void *payload, const struct ims_claim_policy *p,
+enum imsauth_result ims_token_from_claims(const uint8_t *json, size_t len,
+                                          const struct ims_claim_policy *p,
                                           struct imsauth_token **out, char *detail, size_t dlen);
 /* Compares SIP/tel URIs for IMPU equality (scheme and host case-insensitive, user part
  * exact, URI parameters and headers ignored, optional <> and display name stripped). */
@@ -120,8 +136,8 @@ bool ims_uri_equal(const char *a, const char *b);
 struct ims_cache;
 struct ims_cache *ims_cache_new(size_t entries);
 void ims_cache_free(struct ims_cache *c);
-/* Returns a new reference to the cached token for digest, or NULL. Entries past
- * their exp (at now) or from an older key generation are dropped. */
+/* Returns a new reference to the cached token for digest, or NULL. Entries whose exp is
+ * at or before now or from an older key generation are dropped. */
 struct imsauth_token *ims_cache_get(struct ims_cache *c, const uint8_t digest[32], int64_t now,
                                     uint64_t generation);
 /* Inserts (takes its own reference); evicts the least recently used entry when full. */

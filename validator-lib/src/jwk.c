@@ -35,6 +35,8 @@ void ims_keyset_unref(struct ims_keyset *ks)
     for (size_t i = 0; i < ks->n; i++) {
         free(ks->keys[i].kid);
         EVP_PKEY_free(ks->keys[i].pkey);
+        for (int a = 0; a < IMSAUTH_N_ALGS; a++)
+            EVP_MD_CTX_free(ks->keys[i].vctx[a]);
         if (ks->keys[i].secret) {
             OPENSSL_cleanse(ks->keys[i].secret, ks->keys[i].secret_len);
             free(ks->keys[i].secret);

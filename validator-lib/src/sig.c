@@ -2,6 +2,7 @@
 #include "internal.h"
 
 #include <openssl/crypto.h>
+#include <openssl/err.h>
 #include <openssl/hmac.h>
 #include <openssl/rsa.h>
 #include <string.h>
@@ -103,14 +104,51 @@ static bool hmac_verify(const EVP_MD *md, const struct ims_key *key, const uint8
     return ok;
 }
 
+/* Initialises mctx for verifying alg with key (padding per RFC 7518). */
+static bool verify_init(EVP_MD_CTX *mctx, const struct ims_mds *m, const struct ims_key *key,
+                        unsigned alg)
+{
+    EVP_PKEY_CTX *pctx = NULL;
+    const EVP_MD *md = key->kind == IMS_KEY_OKP ? NULL : md_for(m, alg);
+    if (EVP_DigestVerifyInit(mctx, &pctx, md, NULL, key->pkey) <= 0)
+        return false;
+    if (alg & (IMSAUTH_ALG_PS256 | IMSAUTH_ALG_PS384 | IMSAUTH_ALG_PS512)) {
+        /* RFC 7518 section 3.5: MGF1 with the same hash, salt as long as the hash. */
+        return EVP_PKEY_CTX_set_rsa_padding(pctx, RSA_PKCS1_PSS_PADDING) > 0 &&
+               EVP_PKEY_CTX_set_rsa_pss_saltlen(pctx, RSA_PSS_SALTLEN_DIGEST) > 0;
+    }
+    if (key->kind == IMS_KEY_RSA)
+        return EVP_PKEY_CTX_set_rsa_padding(pctx, RSA_PKCS1_PADDING) > 0;
+    return true;
+}
+
+void ims_keyset_prepare(struct ims_keyset *ks, const struct ims_mds *m, unsigned algs)
+{
+    for (size_t i = 0; i < ks->n; i++) {
+        struct ims_key *k = &ks->keys[i];
+        if (k->kind == IMS_KEY_OCT || k->kind == IMS_KEY_OKP)
+            continue; /* HMAC needs no context; EdDSA one-shot contexts cannot be copied */
+        for (int a = 0; a < IMSAUTH_N_ALGS; a++) {
+            unsigned bit = 1u << a;
+            if (!(k->algs & algs & bit) || k->vctx[a])
+                continue;
+            EVP_MD_CTX *c = EVP_MD_CTX_new();
+            if (c && verify_init(c, m, k, bit))
+                k->vctx[a] = c;
+            else
+                EVP_MD_CTX_free(c);
+        }
+    }
+    ERR_clear_error();
+}
+
 bool ims_sig_verify(const struct ims_mds *m, const struct ims_key *key, unsigned alg,
                     const uint8_t *msg, size_t msglen, const uint8_t *sig, size_t siglen)
 {
     if ((key->algs & alg) == 0)
         return false;
-    const EVP_MD *md = md_for(m, alg);
     if (key->kind == IMS_KEY_OCT)
-        return md && hmac_verify(md, key, msg, msglen, sig, siglen);
+        return hmac_verify(md_for(m, alg), key, msg, msglen, sig, siglen);
 
     uint8_t der[2 * (66 + 3) + 3];
     if (key->kind == IMS_KEY_EC) {
@@ -121,24 +159,11 @@ bool ims_sig_verify(const struct ims_mds *m, const struct ims_key *key, unsigned
         sig = der;
     }
     EVP_MD_CTX *mctx = EVP_MD_CTX_new();
-    EVP_PKEY_CTX *pctx = NULL;
-    bool ok = false;
     if (mctx == NULL)
         return false;
-    if (EVP_DigestVerifyInit(mctx, &pctx, key->kind == IMS_KEY_OKP ? NULL : md, NULL, key->pkey) <=
-        0)
-        goto out;
-    if (alg & (IMSAUTH_ALG_PS256 | IMSAUTH_ALG_PS384 | IMSAUTH_ALG_PS512)) {
-        /* RFC 7518 section 3.5: MGF1 with the same hash, salt as long as the hash. */
-        if (EVP_PKEY_CTX_set_rsa_padding(pctx, RSA_PKCS1_PSS_PADDING) <= 0 ||
-            EVP_PKEY_CTX_set_rsa_pss_saltlen(pctx, RSA_PSS_SALTLEN_DIGEST) <= 0)
-            goto out;
-    } else if (key->kind == IMS_KEY_RSA) {
-        if (EVP_PKEY_CTX_set_rsa_padding(pctx, RSA_PKCS1_PADDING) <= 0)
-            goto out;
-    }
-    ok = EVP_DigestVerify(mctx, sig, siglen, msg, msglen) == 1;
-out:
+    const EVP_MD_CTX *tmpl = key->vctx[__builtin_ctz(alg)];
+    bool ok = (tmpl ? EVP_MD_CTX_copy_ex(mctx, tmpl) == 1 : verify_init(mctx, m, key, alg)) &&
+              EVP_DigestVerify(mctx, sig, siglen, msg, msglen) == 1;
     EVP_MD_CTX_free(mctx);
     return ok;
 }

@@ -1,7 +1,8 @@
 /* Access-token claims (docs/token-profile.md) into an immutable, reference-counted token. */
 #include "internal.h"
 
-#include <jansson.h>
+#include "json.h"
+
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -18,12 +19,19 @@ static bool has_ctl(const char *s, size_t n)
     return false;
 }
 
-/* Fetches a string claim. Returns MISSING_CLAIM, BAD_CLAIM or OK (*out may be NULL when
- * optional and absent). */
-static enum imsauth_result str_claim(json_t *p, const char *name, bool required, const char **out,
-                                     char *detail, size_t dlen)
+/* Writes unescaped strings into the token's arena. */
+struct arena {
+    char *base;
+    size_t pos, cap;
+};
+
+/* Unescapes a string claim into the arena. Returns MISSING_CLAIM, BAD_CLAIM or OK (*out
+ * NULL when optional and absent). */
+static enum imsauth_result str_claim(const struct ims_json_object *o, const char *name,
+                                     bool required, struct arena *a, const char **out, char *detail,
+                                     size_t dlen)
 {
-    json_t *v = json_object_get(p, name);
+    const struct ims_json_value *v = ims_json_get(o, name);
     *out = NULL;
     if (v == NULL) {
         if (!required)
@@ -31,37 +39,37 @@ static enum imsauth_result str_claim(json_t *p, const char *name, bool required,
         ims_detail(detail, dlen, "claim %s is missing", name);
         return IMSAUTH_ERR_MISSING_CLAIM;
     }
-    const char *s = json_string_value(v);
-    size_t n = s ? json_string_length(v) : 0;
-    if (s == NULL || n == 0 || n > MAX_CLAIM_LEN) {
-        ims_detail(detail, dlen, "claim %s is not a non-empty string of at most %d bytes", name,
-                   MAX_CLAIM_LEN);
+    char *d = a->base + a->pos;
+    size_t n = v->type == IMS_JSON_STRING ? ims_json_string(v, d, a->cap - a->pos) : SIZE_MAX;
+    if (n == 0 || n > MAX_CLAIM_LEN || has_ctl(d, n)) {
+        ims_detail(detail, dlen,
+                   "claim %s is not a non-empty string of at most %d bytes without control "
+                   "characters",
+                   name, MAX_CLAIM_LEN);
         return IMSAUTH_ERR_BAD_CLAIM;
     }
-    if (has_ctl(s, n)) {
-        ims_detail(detail, dlen, "claim %s holds a control character", name);
-        return IMSAUTH_ERR_BAD_CLAIM;
-    }
-    *out = s;
+    a->pos += n + 1;
+    *out = d;
     return IMSAUTH_OK;
 }
 
-static enum imsauth_result time_claim(json_t *p, const char *name, bool required, int64_t *out,
-                                      char *detail, size_t dlen)
+static enum imsauth_result time_claim(const struct ims_json_object *o, const char *name,
+                                      bool required, int64_t *out, char *detail, size_t dlen)
 {
-    json_t *v = json_object_get(p, name);
+    const struct ims_json_value *v = ims_json_get(o, name);
     if (v == NULL) {
         if (!required)
             return IMSAUTH_OK;
         ims_detail(detail, dlen, "claim %s is missing", name);
         return IMSAUTH_ERR_MISSING_CLAIM;
     }
-    double d = json_number_value(v);
-    if (!json_is_number(v) || !(d >= 0 && d < 1e15)) {
+    double d;
+    bool is_int;
+    if (!ims_json_number(v, &d, &is_int) || !(d >= 0 && d < 1e15)) {
         ims_detail(detail, dlen, "claim %s is not a NumericDate", name);
         return IMSAUTH_ERR_BAD_CLAIM;
     }
-    *out = json_is_integer(v) ? (int64_t)json_integer_value(v) : (int64_t)floor(d);
+    *out = (int64_t)floor(d);
     return IMSAUTH_OK;
 }
 
@@ -90,27 +98,31 @@ static bool impu_form_ok(const char *s)
     return strpbrk(s, "<>\" \t") == NULL;
 }
 
-static enum imsauth_result check_audience(json_t *aud, const char *want, char *detail, size_t dlen)
+static enum imsauth_result check_audience(const struct ims_json_value *aud, const char *want,
+                                          char *detail, size_t dlen)
 {
     if (aud == NULL) {
         ims_detail(detail, dlen, "claim aud is missing");
         return IMSAUTH_ERR_MISSING_CLAIM;
     }
-    if (json_is_string(aud)) {
-        if (strcmp(json_string_value(aud), want) == 0)
+    struct ims_json_value w = {IMS_JSON_STRING, (const uint8_t *)want, strlen(want)};
+    if (aud->type == IMS_JSON_STRING) {
+        if (ims_json_str_equal(aud, &w))
             return IMSAUTH_OK;
-    } else if (json_is_array(aud)) {
-        size_t i;
-        json_t *a;
-        json_array_foreach(aud, i, a)
-        {
-            if (!json_is_string(a)) {
+    } else if (aud->type == IMS_JSON_ARRAY) {
+        struct ims_json_iter it;
+        struct ims_json_value e;
+        bool found = false;
+        ims_json_array_iter(aud, &it);
+        while (ims_json_array_next(&it, &e)) {
+            if (e.type != IMS_JSON_STRING) {
                 ims_detail(detail, dlen, "claim aud holds a non-string");
                 return IMSAUTH_ERR_BAD_CLAIM;
             }
-            if (strcmp(json_string_value(a), want) == 0)
-                return IMSAUTH_OK;
+            found = found || ims_json_str_equal(&e, &w);
         }
+        if (found)
+            return IMSAUTH_OK;
     } else {
         ims_detail(detail, dlen, "claim aud is neither string nor array");
         return IMSAUTH_ERR_BAD_CLAIM;
@@ -119,107 +131,110 @@ static enum imsauth_result check_audience(json_t *aud, const char *want, char *d
     return IMSAUTH_ERR_WRONG_AUDIENCE;
 }
 
-/* Copies s into the arena at *pos; returns the copy (NULL stays NULL). */
-static const char *arena_put(char *arena, size_t *pos, const char *s)
+static const char *json_status_text(enum ims_json_status st)
 {
-    if (s == NULL)
-        return NULL;
-    size_t n = strlen(s) + 1;
-    char *d = arena + *pos;
-    memcpy(d, s, n);
-    *pos += n;
-    return d;
+    switch (st) {
+    case IMS_JSON_NOT_OBJECT:
+        return "payload is not a JSON object";
+    case IMS_JSON_DUPLICATE:
+        return "payload has a duplicate member name";
+    case IMS_JSON_LIMIT:
+        return "payload exceeds the JSON depth or size limits";
+    default:
+        return "payload is not JSON";
+    }
 }
 
-enum imsauth_result ims_token_from_claims(const void *pv, const struct ims_claim_policy *pol,
-                                          struct imsauth_token **out, char *detail, size_t dlen)
+/* Checks everything after iss/aud/times: the string claims and the IMPUs. */
+static enum imsauth_result identity_claims(const struct ims_json_object *o,
+                                           const struct ims_claim_policy *pol,
+                                           struct imsauth_token *t, struct arena *a, char *detail,
+                                           size_t dlen)
 {
-    json_t *p = (json_t *)(uintptr_t)pv;
     enum imsauth_result r;
-    const char *iss, *sub, *impi, *client_id, *jti, *scope, *pool, *wwsf;
-    int64_t exp = 0, iat = 0, nbf = INT64_MIN;
-
-    if (!json_is_object(p)) {
-        ims_detail(detail, dlen, "payload is not a JSON object");
-        return IMSAUTH_ERR_MALFORMED_TOKEN;
-    }
-    if ((r = str_claim(p, "iss", true, &iss, detail, dlen)) != IMSAUTH_OK)
+    if ((r = str_claim(o, "sub", true, a, &t->sub, detail, dlen)) != IMSAUTH_OK ||
+        (r = str_claim(o, "jti", true, a, &t->jti, detail, dlen)) != IMSAUTH_OK ||
+        (r = str_claim(o, "client_id", true, a, &t->client_id, detail, dlen)) != IMSAUTH_OK)
         return r;
-    size_t k = 0;
-    while (k < pol->n_issuers && strcmp(pol->issuers[k], iss) != 0)
-        k++;
-    if (k == pol->n_issuers) {
-        ims_detail(detail, dlen, "issuer not accepted");
-        return IMSAUTH_ERR_WRONG_ISSUER;
-    }
-    if ((r = check_audience(json_object_get(p, "aud"), pol->audience, detail, dlen)) != IMSAUTH_OK)
-        return r;
-    if ((r = time_claim(p, "exp", true, &exp, detail, dlen)) != IMSAUTH_OK ||
-        (r = time_claim(p, "iat", true, &iat, detail, dlen)) != IMSAUTH_OK ||
-        (r = time_claim(p, "nbf", false, &nbf, detail, dlen)) != IMSAUTH_OK ||
-        (r = str_claim(p, "sub", true, &sub, detail, dlen)) != IMSAUTH_OK ||
-        (r = str_claim(p, "jti", true, &jti, detail, dlen)) != IMSAUTH_OK ||
-        (r = str_claim(p, "client_id", true, &client_id, detail, dlen)) != IMSAUTH_OK)
-        return r;
-    r = str_claim(p, "scope", true, &scope, detail, dlen);
-    if (r == IMSAUTH_ERR_MISSING_CLAIM || (r == IMSAUTH_OK && !scope_has(scope, pol->scope))) {
+    r = str_claim(o, "scope", true, a, &t->scope, detail, dlen);
+    if (r == IMSAUTH_ERR_MISSING_CLAIM || (r == IMSAUTH_OK && !scope_has(t->scope, pol->scope))) {
         ims_detail(detail, dlen, "scope does not include \"%s\"", pol->scope);
         return IMSAUTH_ERR_INSUFFICIENT_SCOPE;
     }
-    if (r != IMSAUTH_OK)
+    if (r != IMSAUTH_OK ||
+        (r = str_claim(o, "impi", true, a, &t->impi, detail, dlen)) != IMSAUTH_OK ||
+        (r = str_claim(o, "pool_lease", false, a, &t->pool_lease, detail, dlen)) != IMSAUTH_OK ||
+        (r = str_claim(o, "wwsf", false, a, &t->wwsf, detail, dlen)) != IMSAUTH_OK)
         return r;
-    if ((r = str_claim(p, "impi", true, &impi, detail, dlen)) != IMSAUTH_OK ||
-        (r = str_claim(p, "pool_lease", false, &pool, detail, dlen)) != IMSAUTH_OK ||
-        (r = str_claim(p, "wwsf", false, &wwsf, detail, dlen)) != IMSAUTH_OK)
-        return r;
-    json_t *impu = json_object_get(p, "impu");
+    const struct ims_json_value *impu = ims_json_get(o, "impu");
     if (impu == NULL) {
         ims_detail(detail, dlen, "claim impu is missing");
         return IMSAUTH_ERR_MISSING_CLAIM;
     }
-    size_t n_impu = json_array_size(impu);
-    if (!json_is_array(impu) || n_impu == 0 || n_impu > IMSAUTH_MAX_IMPU) {
+    struct ims_json_iter it;
+    struct ims_json_value e;
+    if (impu->type == IMS_JSON_ARRAY) {
+        ims_json_array_iter(impu, &it);
+        while (t->n_impu < IMSAUTH_MAX_IMPU && ims_json_array_next(&it, &e)) {
+            char *d = a->base + a->pos;
+            size_t n =
+                e.type == IMS_JSON_STRING ? ims_json_string(&e, d, a->cap - a->pos) : SIZE_MAX;
+            if (n > MAX_CLAIM_LEN || has_ctl(d, n) || !impu_form_ok(d)) {
+                ims_detail(detail, dlen, "impu[%zu] is not a sip:, sips: or tel: URI", t->n_impu);
+                return IMSAUTH_ERR_BAD_CLAIM;
+            }
+            t->impu[t->n_impu++] = d;
+            a->pos += n + 1;
+        }
+    }
+    if (impu->type != IMS_JSON_ARRAY || t->n_impu == 0 || ims_json_array_next(&it, &e)) {
         ims_detail(detail, dlen, "claim impu is not an array of 1..%d URIs", IMSAUTH_MAX_IMPU);
         return IMSAUTH_ERR_BAD_CLAIM;
     }
-    size_t strings = 0;
-    const char *fixed[] = {iss, sub, impi, client_id, jti, scope, pool, wwsf};
-    for (size_t i = 0; i < sizeof(fixed) / sizeof(fixed[0]); i++)
-        strings += fixed[i] ? strlen(fixed[i]) + 1 : 0;
-    for (size_t i = 0; i < n_impu; i++) {
-        json_t *u = json_array_get(impu, i);
-        const char *s = json_string_value(u);
-        if (s == NULL || json_string_length(u) > MAX_CLAIM_LEN || !impu_form_ok(s) ||
-            has_ctl(s, strlen(s))) {
-            ims_detail(detail, dlen, "impu[%zu] is not a sip:, sips: or tel: URI", i);
-            return IMSAUTH_ERR_BAD_CLAIM;
-        }
-        strings += strlen(s) + 1;
-    }
+    return IMSAUTH_OK;
+}
 
-    size_t ptrs = n_impu * sizeof(char *);
-    struct imsauth_token *t = malloc(sizeof(*t) + ptrs + strings);
+enum imsauth_result ims_token_from_claims(const uint8_t *json, size_t len,
+                                          const struct ims_claim_policy *pol,
+                                          struct imsauth_token **out, char *detail, size_t dlen)
+{
+    struct ims_json_object o;
+    enum ims_json_status st = ims_json_parse_object(json, len, &o);
+    if (st != IMS_JSON_OK) {
+        ims_detail(detail, dlen, "%s", json_status_text(st));
+        return IMSAUTH_ERR_MALFORMED_TOKEN;
+    }
+    /* One block: the token, the impu pointers, then every string unescaped (never longer
+       than its escaped form in the payload) with its NUL. */
+    size_t ptrs = IMSAUTH_MAX_IMPU * sizeof(char *), cap = len + IMSAUTH_MAX_IMPU + 16;
+    struct imsauth_token *t = malloc(sizeof(*t) + ptrs + cap);
     if (t == NULL)
         return IMSAUTH_ERR_NOMEM;
+    memset(t, 0, sizeof(*t));
     atomic_init(&t->refs, 1);
-    t->exp = exp;
-    t->iat = iat;
-    t->nbf = nbf;
-    t->generation = 0;
+    t->nbf = INT64_MIN;
     t->impu = (const char **)(void *)t->arena;
-    t->n_impu = n_impu;
-    char *a = t->arena;
-    size_t pos = ptrs;
-    t->iss = arena_put(a, &pos, iss);
-    t->sub = arena_put(a, &pos, sub);
-    t->impi = arena_put(a, &pos, impi);
-    t->client_id = arena_put(a, &pos, client_id);
-    t->jti = arena_put(a, &pos, jti);
-    t->scope = arena_put(a, &pos, scope);
-    t->pool_lease = arena_put(a, &pos, pool);
-    t->wwsf = arena_put(a, &pos, wwsf);
-    for (size_t i = 0; i < n_impu; i++)
-        t->impu[i] = arena_put(a, &pos, json_string_value(json_array_get(impu, i)));
+    struct arena a = {t->arena + ptrs, 0, cap};
+    enum imsauth_result r = str_claim(&o, "iss", true, &a, &t->iss, detail, dlen);
+    if (r == IMSAUTH_OK) {
+        size_t k = 0;
+        while (k < pol->n_issuers && strcmp(pol->issuers[k], t->iss) != 0)
+            k++;
+        if (k == pol->n_issuers) {
+            ims_detail(detail, dlen, "issuer not accepted");
+            r = IMSAUTH_ERR_WRONG_ISSUER;
+        }
+    }
+    if (r == IMSAUTH_OK)
+        r = check_audience(ims_json_get(&o, "aud"), pol->audience, detail, dlen);
+    if (r == IMSAUTH_OK && (r = time_claim(&o, "exp", true, &t->exp, detail, dlen)) == IMSAUTH_OK &&
+        (r = time_claim(&o, "iat", true, &t->iat, detail, dlen)) == IMSAUTH_OK &&
+        (r = time_claim(&o, "nbf", false, &t->nbf, detail, dlen)) == IMSAUTH_OK)
+        r = identity_claims(&o, pol, t, &a, detail, dlen);
+    if (r != IMSAUTH_OK) {
+        free(t);
+        return r;
+    }
     *out = t;
     return IMSAUTH_OK;
 }

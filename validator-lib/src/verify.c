@@ -2,7 +2,8 @@
  * revocation. */
 #include "internal.h"
 
-#include <jansson.h>
+#include "json.h"
+
 #include <openssl/err.h>
 #include <stdlib.h>
 #include <string.h>
@@ -11,34 +12,19 @@
 
 #define SIG_MAX 1024 /* decoded signature bytes: RSA-8192 */
 
-static json_t *decode_json(const char *seg, size_t n, uint8_t *stack, size_t stack_len,
-                           char *detail, size_t dlen, const char *what)
+/* Decodes a base64url segment into buf[cap]. */
+static bool decode_segment(const char *seg, size_t n, uint8_t *buf, size_t cap, size_t *len)
 {
-    size_t cap = ims_b64url_decoded_len(n), len;
-    if (cap == SIZE_MAX) {
-        ims_detail(detail, dlen, "%s is not base64url", what);
-        return NULL;
-    }
-    uint8_t *buf = cap <= stack_len ? stack : malloc(cap);
-    if (buf == NULL)
-        return NULL;
-    json_t *j = NULL;
-    if (!ims_b64url_decode(seg, n, buf, &len)) {
-        ims_detail(detail, dlen, "%s is not base64url", what);
-    } else {
-        json_error_t err;
-        j = json_loadb((const char *)buf, len, JSON_REJECT_DUPLICATES, &err);
-        if (j == NULL)
-            ims_detail(detail, dlen, "%s is not JSON: %s", what, err.text);
-        else if (!json_is_object(j)) {
-            ims_detail(detail, dlen, "%s is not a JSON object", what);
-            json_decref(j);
-            j = NULL;
-        }
-    }
-    if (buf != stack)
-        free(buf);
-    return j;
+    size_t need = ims_b64url_decoded_len(n);
+    return need != SIZE_MAX && need <= cap && ims_b64url_decode(seg, n, buf, len);
+}
+
+/* Unescapes a string member of the JOSE header into out[cap]; false if absent, not a
+ * string, or too long. */
+static bool header_string(const struct ims_json_object *h, const char *name, char *out, size_t cap)
+{
+    const struct ims_json_value *v = ims_json_get(h, name);
+    return v && v->type == IMS_JSON_STRING && ims_json_string(v, out, cap) != SIZE_MAX;
 }
 
 static bool typ_ok(const char *typ)
@@ -67,45 +53,51 @@ static enum imsauth_result verify_cold(struct imsauth_ctx *ctx, const char *tok,
         return IMSAUTH_ERR_MALFORMED_TOKEN;
     }
 
-    uint8_t stack[2048];
-    json_t *hdr = decode_json(tok, hlen, stack, sizeof(stack), detail, dlen, "JOSE header");
-    if (hdr == NULL)
+    uint8_t hbuf[IMSAUTH_MAX_JOSE_HDR_LEN];
+    size_t hbytes;
+    struct ims_json_object hdr;
+    if (!decode_segment(tok, hlen, hbuf, sizeof(hbuf), &hbytes)) {
+        ims_detail(detail, dlen, "JOSE header is not base64url");
         return IMSAUTH_ERR_MALFORMED_TOKEN;
+    }
+    if (ims_json_parse_object(hbuf, hbytes, &hdr) != IMS_JSON_OK) {
+        ims_detail(detail, dlen, "JOSE header is not a JSON object");
+        return IMSAUTH_ERR_MALFORMED_TOKEN;
+    }
     enum imsauth_result r = IMSAUTH_OK;
-    json_t *payload = NULL;
     struct ims_keyset *ks = NULL;
-    json_t *jalg = json_object_get(hdr, "alg"), *jkid = json_object_get(hdr, "kid");
-    const char *alg_s = json_string_value(jalg);
-    unsigned alg = alg_s ? ims_alg_from_name(alg_s, json_string_length(jalg)) : 0;
-    if (alg_s == NULL) {
-        ims_detail(detail, dlen, "JOSE header has no alg");
-        r = IMSAUTH_ERR_MALFORMED_TOKEN;
+    uint8_t *payload = NULL;
+    char alg_s[16], typ[32], kid[IMSAUTH_MAX_KID_LEN + 1];
+    if (!header_string(&hdr, "alg", alg_s, sizeof(alg_s))) {
+        ims_detail(detail, dlen, "JOSE header has no usable alg");
+        r = ims_json_get(&hdr, "alg") ? IMSAUTH_ERR_ALG_NOT_ALLOWED : IMSAUTH_ERR_MALFORMED_TOKEN;
         goto out;
     }
+    unsigned alg = ims_alg_from_name(alg_s, strlen(alg_s));
     if ((alg & ctx->algs) == 0) {
         ims_detail(detail, dlen, "alg is not allowed");
         r = IMSAUTH_ERR_ALG_NOT_ALLOWED;
         goto out;
     }
-    if (!typ_ok(json_string_value(json_object_get(hdr, "typ")))) {
+    if (!header_string(&hdr, "typ", typ, sizeof(typ)) || !typ_ok(typ)) {
         ims_detail(detail, dlen, "typ is not at+jwt");
         r = IMSAUTH_ERR_WRONG_TYPE;
         goto out;
     }
-    if (json_object_get(hdr, "crit")) {
+    if (ims_json_get(&hdr, "crit")) {
         ims_detail(detail, dlen, "crit header parameters are not supported");
         r = IMSAUTH_ERR_MALFORMED_TOKEN;
         goto out;
     }
-    if (jkid && (!json_is_string(jkid) || json_string_length(jkid) == 0 ||
-                 json_string_length(jkid) > IMSAUTH_MAX_KID_LEN)) {
+    bool has_kid = ims_json_get(&hdr, "kid") != NULL;
+    if (has_kid && (!header_string(&hdr, "kid", kid, sizeof(kid)) || kid[0] == '\0')) {
         ims_detail(detail, dlen, "kid is not a string of 1..%d bytes", IMSAUTH_MAX_KID_LEN);
         r = IMSAUTH_ERR_MALFORMED_TOKEN;
         goto out;
     }
     /* jku, x5u, jwk and x5c are ignored on purpose: keys come only from configuration. */
     ks = ims_ctx_keys(ctx);
-    const struct ims_key *key = ims_keyset_find(ks, alg, json_string_value(jkid), &r);
+    const struct ims_key *key = ims_keyset_find(ks, alg, has_kid ? kid : NULL, &r);
     if (key == NULL) {
         if (r == IMSAUTH_ERR_UNKNOWN_KID) {
             ims_detail(detail, dlen, "no key for this token's kid and alg %s", ims_alg_name(alg));
@@ -130,18 +122,25 @@ static enum imsauth_result verify_cold(struct imsauth_ctx *ctx, const char *tok,
         r = IMSAUTH_ERR_BAD_SIGNATURE;
         goto out;
     }
-    payload = decode_json(d1 + 1, plen, stack, sizeof(stack), detail, dlen, "payload");
+    uint8_t stack[4096];
+    size_t pcap = ims_b64url_decoded_len(plen), pbytes;
+    payload = pcap <= sizeof(stack) ? stack : malloc(pcap);
     if (payload == NULL) {
+        r = IMSAUTH_ERR_NOMEM;
+        goto out;
+    }
+    if (!decode_segment(d1 + 1, plen, payload, pcap, &pbytes)) {
+        ims_detail(detail, dlen, "payload is not base64url");
         r = IMSAUTH_ERR_MALFORMED_TOKEN;
         goto out;
     }
-    r = ims_token_from_claims(payload, &ctx->policy, out, detail, dlen);
+    r = ims_token_from_claims(payload, pbytes, &ctx->policy, out, detail, dlen);
     if (r == IMSAUTH_OK)
         (*out)->generation = ks->generation;
 out:
     ims_keyset_unref(ks);
-    json_decref(payload);
-    json_decref(hdr);
+    if (payload != stack)
+        free(payload);
     return r;
 }
 
@@ -149,7 +148,7 @@ static enum imsauth_result check_request(struct imsauth_ctx *ctx, const struct i
                                          const struct imsauth_request *req, int64_t now,
                                          char *detail, size_t dlen)
 {
-    if (now > t->exp + (int64_t)ctx->leeway) {
+    if (now >= t->exp + (int64_t)ctx->leeway) { /* RFC 7519: now must be before exp */
         ims_detail(detail, dlen, "token expired %lld s ago", (long long)(now - t->exp));
         return IMSAUTH_ERR_EXPIRED;
     }
@@ -185,27 +184,43 @@ IMSAUTH_API enum imsauth_result imsauth_verify(struct imsauth_ctx *ctx, const ui
     detail[0] = '\0';
     v->token = NULL;
     int64_t now = req && req->now ? req->now : (int64_t)time(NULL);
-    const uint8_t *tok;
-    size_t n;
+    const uint8_t *tok = NULL;
+    size_t n = 0;
     uint8_t digest[IMSAUTH_SHA256_LEN];
     struct imsauth_token *t = NULL;
-    enum imsauth_result r = ims_header_parse(hdr, len, ctx->max_token_len, &tok, &n, detail, dlen);
-    if (r != IMSAUTH_OK)
-        goto done;
-    if (ctx->cache) {
+    enum imsauth_result r = IMSAUTH_OK;
+    bool hashed = false;
+    /* Cache first: a hit needs only the token's span and its hash. */
+    if (ctx->cache && ims_header_quick_span(hdr, len, ctx->max_token_len, &tok, &n)) {
         if (!EVP_Digest(tok, n, digest, NULL, ctx->mds.sha256, NULL)) {
             r = IMSAUTH_ERR_NOMEM;
             goto done;
         }
+        hashed = true;
         t = ims_cache_get(ctx->cache, digest, now - (int64_t)ctx->leeway,
                           atomic_load(&ctx->generation));
-        atomic_fetch_add_explicit(t ? &ctx->n_hits : &ctx->n_misses, 1, memory_order_relaxed);
     }
-    if (t == NULL) {
+    if (t) {
+        atomic_fetch_add_explicit(&ctx->n_hits, 1, memory_order_relaxed);
+    } else {
+        const uint8_t *quick = tok;
+        size_t quick_n = n;
+        r = ims_header_parse(hdr, len, ctx->max_token_len, &tok, &n, detail, dlen);
+        if (r != IMSAUTH_OK)
+            goto done;
+        if (ctx->cache) {
+            atomic_fetch_add_explicit(&ctx->n_misses, 1, memory_order_relaxed);
+            if (!hashed || tok != quick || n != quick_n) {
+                if (!EVP_Digest(tok, n, digest, NULL, ctx->mds.sha256, NULL)) {
+                    r = IMSAUTH_ERR_NOMEM;
+                    goto done;
+                }
+            }
+        }
         r = verify_cold(ctx, (const char *)tok, n, &t, detail, dlen);
         if (r != IMSAUTH_OK)
             goto done;
-        if (ctx->cache && t->exp + (int64_t)ctx->leeway >= now)
+        if (ctx->cache && t->exp + (int64_t)ctx->leeway > now)
             ims_cache_put(ctx->cache, digest, t);
     }
     r = check_request(ctx, t, req, now, detail, dlen);

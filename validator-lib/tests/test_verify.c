@@ -157,15 +157,16 @@ Test(verify, second_identity_and_optional_claims)
 Test(verify, time_window_with_leeway)
 {
     char *t = token_with(k_es256, "ES256", "es256", NULL, NULL);
-    cr_assert_eq(check_at(t, TH_IMPU, 600 + 30, NULL), IMSAUTH_OK, "exp + leeway");
-    cr_assert_eq(check_at(t, TH_IMPU, 600 + 31, NULL), IMSAUTH_ERR_EXPIRED);
+    cr_assert_eq(check_at(t, TH_IMPU, 600 + 29, NULL), IMSAUTH_OK, "inside exp + leeway");
+    cr_assert_eq(check_at(t, TH_IMPU, 600 + 30, NULL), IMSAUTH_ERR_EXPIRED,
+                 "RFC 7519: now must be before exp (+ leeway)");
     cr_assert_eq(check_at(t, TH_IMPU, -40, NULL), IMSAUTH_OK, "iat - 30 s");
     cr_assert_eq(check_at(t, TH_IMPU, -41, NULL), IMSAUTH_ERR_NOT_YET_VALID, "iat in future");
     free(t);
     EXPECT(token_with(k_es256, "ES256", "es256", "nbf", json_integer(TH_NOW + 31)),
            IMSAUTH_ERR_NOT_YET_VALID);
     EXPECT(token_with(k_es256, "ES256", "es256", "nbf", json_integer(TH_NOW + 30)), IMSAUTH_OK);
-    EXPECT(token_with(k_es256, "ES256", "es256", "exp", json_integer(TH_NOW - 31)),
+    EXPECT(token_with(k_es256, "ES256", "es256", "exp", json_integer(TH_NOW - 30)),
            IMSAUTH_ERR_EXPIRED);
     EXPECT(token_with(k_es256, "ES256", "es256", "exp", json_real((double)TH_NOW + 100.5)),
            IMSAUTH_OK);
@@ -354,6 +355,10 @@ Test(verify, challenges)
     imsauth_challenge(ctx, IMSAUTH_ERR_INSUFFICIENT_SCOPE, buf, sizeof(buf), NULL);
     cr_assert_str_eq(buf, "Bearer realm=\"home1.net\", authz_server=\"https://waf.test/\", "
                           "scope=\"ims\", error=\"insufficient_scope\"");
+    /* An identity the token does not grant is not a scope problem: no error, no scope. */
+    imsauth_challenge(ctx, IMSAUTH_ERR_IDENTITY_NOT_GRANTED, buf, sizeof(buf), NULL);
+    cr_assert_str_eq(buf, "Bearer realm=\"home1.net\", authz_server=\"https://waf.test/\"");
+    cr_assert_null(imsauth_rfc6750_error(IMSAUTH_ERR_IDENTITY_NOT_GRANTED));
     size_t need;
     cr_assert_eq(imsauth_challenge(ctx, IMSAUTH_ERR_EXPIRED, buf, 20, &need),
                  IMSAUTH_ERR_BUFFER_SMALL);
@@ -372,6 +377,22 @@ Test(verify, cache_hit_still_checks_time_and_identity)
     imsauth_stats_get(ctx, &s1);
     cr_assert_eq(s1.cache_misses - s0.cache_misses, 2, "first use and after expiry drop");
     cr_assert_eq(s1.cache_hits - s0.cache_hits, 2);
+    /* The cache lookup skips the character checks: junk around a cached token must still
+       be refused by the full parser, and harmless whitespace still hits. */
+    static const char *wraps[][3] = {
+        {"Bearer ", " x", "malformed"},   {"Bearer ", ",", "malformed"},
+        {"Bearer x ", "", "malformed"},   {"Bearer \"", "\"", "malformed"},
+        {"Bearer ", "\r\n", "malformed"}, {"Digest ", "", "unsupported_scheme"},
+        {"bearer \t", "  ", "ok"},        {"Bearer access_token=\"", "\"", "ok"}};
+    for (size_t i = 0; i < sizeof(wraps) / sizeof(wraps[0]); i++) {
+        char hdr[2048];
+        snprintf(hdr, sizeof(hdr), "%s%s%s", wraps[i][0], t, wraps[i][1]);
+        struct imsauth_request req = {.impu = TH_IMPU, .now = TH_NOW};
+        struct imsauth_verdict v;
+        imsauth_verify(ctx, (uint8_t *)hdr, strlen(hdr), &req, &v);
+        cr_expect_str_eq(imsauth_strerror(v.result), wraps[i][2], "case %zu", i);
+        imsauth_token_release(v.token);
+    }
     /* A tampered copy is a different key in the cache and fails on its own. */
     char *dot = strrchr(t, '.');
     dot[3] = dot[3] == 'A' ? 'B' : 'A';

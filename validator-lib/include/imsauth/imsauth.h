@@ -260,7 +260,9 @@ enum imsauth_result imsauth_tna_header(const char *impi, const char *realm, cons
  * Builds a Bearer challenge for WWW-Authenticate (401) or Proxy-Authenticate (407):
  *   Bearer realm="<realm>", authz_server="<url>"[, scope="<scope>"][, error="<error>"]
  * error is imsauth_rfc6750_error(r) for the verification outcome r (absent when NULL).
- * scope is added for insufficient_scope and for the first challenge (r = MISSING).
+ * scope is added for insufficient_scope and for the first challenge (r = MISSING or
+ * UNSUPPORTED_SCHEME). identity_not_granted (403) carries neither: the token is fine, the
+ * identity is not its to use.
  * Buffer rules as imsauth_tna_header().
  */
 enum imsauth_result imsauth_challenge(const struct imsauth_ctx *ctx, enum imsauth_result r,
