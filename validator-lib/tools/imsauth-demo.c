@@ -168,6 +168,14 @@ int main(int argc, char **argv)
     size_t hl = strlen(tok) + 8;
     char *hdr = malloc(hl);
     snprintf(hdr, hl, "Bearer %s", tok);
+    /* The demo key is throw-away; the header value is saved so the CLI can be tried. */
+    char auth_path[4096];
+    snprintf(auth_path, sizeof(auth_path), "%s/authorization.txt", argv[1]);
+    FILE *af = fopen(auth_path, "w");
+    if (af) {
+        fprintf(af, "%s\n", hdr);
+        fclose(af);
+    }
     printf("JWKS written to %s (kid %s); token signed with a fresh ES256 key, %zu bytes, "
            "header {\"typ\":\"at+jwt\",\"alg\":\"ES256\"}\n",
            jwks_path, kid, strlen(tok));
