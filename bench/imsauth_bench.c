@@ -9,13 +9,11 @@
  * usage: imsauth_bench [SECONDS_PER_MEASUREMENT]   (default 2)
  */
 #define _GNU_SOURCE
+#include "mint.h"
 #include <imsauth/imsauth.h>
 #include <jansson.h>
-#include <openssl/bn.h>
-#include <openssl/core_names.h>
 #include <openssl/ec.h>
 #include <openssl/evp.h>
-#include <openssl/rsa.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -58,61 +56,6 @@ static double now_s(void)
 
 static const char *ISS = "https://waf.bench", *AUD = "epcscf.bench", *REALM = "home1.net";
 
-static void b64url(const unsigned char *in, size_t n, char *out)
-{
-    static const char a[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
-    size_t o = 0;
-    for (size_t i = 0; i < n; i += 3) {
-        unsigned v = (unsigned)in[i] << 16 | (i + 1 < n ? (unsigned)in[i + 1] << 8 : 0) |
-                     (i + 2 < n ? in[i + 2] : 0);
-        out[o++] = a[v >> 18];
-        out[o++] = a[(v >> 12) & 63];
-        if (i + 1 < n)
-            out[o++] = a[(v >> 6) & 63];
-        if (i + 2 < n)
-            out[o++] = a[v & 63];
-    }
-    out[o] = '\0';
-}
-
-static json_t *bn_member(EVP_PKEY *k, const char *name)
-{
-    BIGNUM *bn = NULL;
-    unsigned char buf[1024];
-    char s[1400];
-    EVP_PKEY_get_bn_param(k, name, &bn);
-    int n = BN_bn2bin(bn, buf);
-    BN_free(bn);
-    b64url(buf, (size_t)n, s);
-    return json_string(s);
-}
-
-static char *jwks_for(EVP_PKEY *k, int ec)
-{
-    json_t *jwk = json_object();
-    if (ec) {
-        unsigned char pub[65];
-        size_t len;
-        char x[64], y[64];
-        EVP_PKEY_get_octet_string_param(k, OSSL_PKEY_PARAM_PUB_KEY, pub, sizeof(pub), &len);
-        b64url(pub + 1, 32, x);
-        b64url(pub + 33, 32, y);
-        json_object_set_new(jwk, "kty", json_string("EC"));
-        json_object_set_new(jwk, "crv", json_string("P-256"));
-        json_object_set_new(jwk, "x", json_string(x));
-        json_object_set_new(jwk, "y", json_string(y));
-    } else {
-        json_object_set_new(jwk, "kty", json_string("RSA"));
-        json_object_set_new(jwk, "n", bn_member(k, OSSL_PKEY_PARAM_RSA_N));
-        json_object_set_new(jwk, "e", bn_member(k, OSSL_PKEY_PARAM_RSA_E));
-    }
-    json_object_set_new(jwk, "kid", json_string("bench"));
-    json_t *doc = json_pack("{s:[o]}", "keys", jwk);
-    char *s = json_dumps(doc, JSON_COMPACT);
-    json_decref(doc);
-    return s;
-}
-
 struct token {
     char *compact;          /* header.payload.signature */
     size_t input_len;       /* length of header.payload */
@@ -120,6 +63,7 @@ struct token {
     size_t sig_len;
 };
 
+/* Mints the benchmark token and keeps its signature in OpenSSL's form for (a). */
 static void mint(EVP_PKEY *k, int ec, struct token *t)
 {
     const char *alg = ec ? "ES256" : "RS256";
@@ -131,33 +75,13 @@ static void mint(EVP_PKEY *k, int ec, struct token *t)
                   (json_int_t)now + 3600, "jti", "6c0c1f9e-5d7d-4b7e-9a43-0d0b8f1a2c3d",
                   "client_id", "wwsf-portal", "scope", "openid ims", "impi", "alice@home1.net",
                   "impu", "sip:alice@home1.net", "tel:+15551234", "wwsf", "https://wwsf.home1.net");
-    char *hs = json_dumps(h, JSON_COMPACT), *cs = json_dumps(c, JSON_COMPACT);
-    t->compact = calloc(1, 4096);
-    b64url((unsigned char *)hs, strlen(hs), t->compact);
-    size_t n = strlen(t->compact);
-    t->compact[n++] = '.';
-    b64url((unsigned char *)cs, strlen(cs), t->compact + n);
-    t->input_len = strlen(t->compact);
+    t->compact = ims_mint_sign(k, alg, h, c);
+    t->input_len = (size_t)(strrchr(t->compact, '.') - t->compact);
     EVP_MD_CTX *m = EVP_MD_CTX_new();
     t->sig_len = sizeof(t->sig);
     EVP_DigestSignInit(m, NULL, EVP_sha256(), NULL, k);
     EVP_DigestSign(m, t->sig, &t->sig_len, (unsigned char *)t->compact, t->input_len);
     EVP_MD_CTX_free(m);
-    unsigned char jose[512];
-    size_t jl = t->sig_len;
-    memcpy(jose, t->sig, jl);
-    if (ec) {
-        const unsigned char *p = t->sig;
-        ECDSA_SIG *es = d2i_ECDSA_SIG(NULL, &p, (long)t->sig_len);
-        BN_bn2binpad(ECDSA_SIG_get0_r(es), jose, 32);
-        BN_bn2binpad(ECDSA_SIG_get0_s(es), jose + 32, 32);
-        ECDSA_SIG_free(es);
-        jl = 64;
-    }
-    t->compact[t->input_len] = '.';
-    b64url(jose, jl, t->compact + t->input_len + 1);
-    free(hs);
-    free(cs);
     json_decref(h);
     json_decref(c);
 }
@@ -240,8 +164,9 @@ int main(int argc, char **argv)
     char json_lines[2][512];
     for (int ec = 1, i = 0; ec >= 0; ec--, i++) {
         const char *alg = ec ? "ES256" : "RS256";
-        EVP_PKEY *k = ec ? EVP_EC_gen("P-256") : EVP_RSA_gen(2048);
-        char *jwks = jwks_for(k, ec);
+        EVP_PKEY *k = ims_mint_keygen(ec ? IMS_MINT_P256 : IMS_MINT_RSA2048);
+        const char *kid = "bench";
+        char *jwks = ims_mint_jwks(&k, &kid, 1);
         struct token t;
         mint(k, ec, &t);
         char hdr[4200];

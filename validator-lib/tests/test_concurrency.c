@@ -43,12 +43,12 @@ Test(concurrency, verify_while_jwks_file_is_replaced, .timeout = 300)
     char dir[] = "/tmp/imsauth-conc-XXXXXX", path[64];
     cr_assert_not_null(mkdtemp(dir));
     snprintf(path, sizeof(path), "%s/jwks.json", dir);
-    EVP_PKEY *stable = th_keygen(TH_P256), *other[3];
+    EVP_PKEY *stable = ims_mint_keygen(IMS_MINT_P256), *other[3];
     for (int i = 0; i < 3; i++)
-        other[i] = th_keygen(TH_P256);
+        other[i] = ims_mint_keygen(IMS_MINT_P256);
     EVP_PKEY *set[2] = {stable, other[0]};
     const char *kids[2] = {"stable", "rot0"};
-    char *doc = th_jwks(set, kids, 2);
+    char *doc = ims_mint_jwks(set, kids, 2);
     th_write_file(path, doc);
     free(doc);
 
@@ -62,7 +62,7 @@ Test(concurrency, verify_while_jwks_file_is_replaced, .timeout = 300)
     char d[160];
     cr_assert_eq(imsauth_ctx_alloc(&s.ctx, &o, d, sizeof(d)), IMSAUTH_OK, "%s", d);
     json_t *h = th_header("ES256", "stable"), *c = th_claims();
-    char *tok = th_sign(stable, "ES256", h, c);
+    char *tok = ims_mint_sign(stable, "ES256", h, c);
     s.hdr[0] = th_bearer(tok);
     free(tok);
 
@@ -76,7 +76,7 @@ Test(concurrency, verify_while_jwks_file_is_replaced, .timeout = 300)
         char kid[8];
         snprintf(kid, sizeof(kid), "rot%d", replaced % 3);
         kids[1] = kid;
-        doc = th_jwks(set, kids, 2);
+        doc = ims_mint_jwks(set, kids, 2);
         th_write_file(path, doc);
         free(doc);
         replaced++;
@@ -118,10 +118,10 @@ Test(concurrency, removed_key_stops_verifying_after_reload)
     char dir[] = "/tmp/imsauth-rot-XXXXXX", path[64];
     cr_assert_not_null(mkdtemp(dir));
     snprintf(path, sizeof(path), "%s/jwks.json", dir);
-    EVP_PKEY *a = th_keygen(TH_P256), *b = th_keygen(TH_P256);
+    EVP_PKEY *a = ims_mint_keygen(IMS_MINT_P256), *b = ims_mint_keygen(IMS_MINT_P256);
     EVP_PKEY *set[2] = {a, b};
     const char *kids[2] = {"a", "b"};
-    char *doc = th_jwks(set, kids, 2);
+    char *doc = ims_mint_jwks(set, kids, 2);
     th_write_file(path, doc);
     free(doc);
     static const char *iss[] = {TH_ISS, NULL};
@@ -130,12 +130,12 @@ Test(concurrency, removed_key_stops_verifying_after_reload)
     struct imsauth_ctx *ctx;
     cr_assert_eq(imsauth_ctx_alloc(&ctx, &o, NULL, 0), IMSAUTH_OK);
     json_t *h = th_header("ES256", "a"), *c = th_claims();
-    char *tok = th_sign(a, "ES256", h, c), *hdr = th_bearer(tok);
+    char *tok = ims_mint_sign(a, "ES256", h, c), *hdr = th_bearer(tok);
     struct imsauth_request req = {.now = TH_NOW};
     struct imsauth_verdict v;
     cr_assert_eq(imsauth_verify(ctx, (uint8_t *)hdr, strlen(hdr), &req, &v), IMSAUTH_OK);
     imsauth_token_release(v.token);
-    doc = th_jwks(&set[1], &kids[1], 1); /* key "a" retired */
+    doc = ims_mint_jwks(&set[1], &kids[1], 1); /* key "a" retired */
     th_write_file(path, doc);
     free(doc);
     cr_assert_eq(imsauth_refresh(ctx, NULL, NULL, 0), IMSAUTH_OK);

@@ -53,7 +53,7 @@ static void set_doc(struct server *s, char *doc, const char *cc, int status)
 static enum imsauth_result verify_kid(struct imsauth_ctx *ctx, EVP_PKEY *key, const char *kid)
 {
     json_t *h = th_header("ES256", kid), *c = th_claims();
-    char *t = th_sign(key, "ES256", h, c), *hdr = th_bearer(t);
+    char *t = ims_mint_sign(key, "ES256", h, c), *hdr = th_bearer(t);
     struct imsauth_request req = {.now = TH_NOW};
     struct imsauth_verdict v;
     enum imsauth_result r = imsauth_verify(ctx, (uint8_t *)hdr, strlen(hdr), &req, &v);
@@ -69,9 +69,9 @@ Test(jwks_url, fetch_cache_control_and_unknown_kid, .timeout = 60)
 {
     struct server s = {.status = 200};
     pthread_mutex_init(&s.lock, NULL);
-    EVP_PKEY *k1 = th_keygen(TH_P256), *k2 = th_keygen(TH_P256);
+    EVP_PKEY *k1 = ims_mint_keygen(IMS_MINT_P256), *k2 = ims_mint_keygen(IMS_MINT_P256);
     const char *kid1 = "k1";
-    set_doc(&s, th_jwks(&k1, &kid1, 1), "public, max-age=3600", 200);
+    set_doc(&s, ims_mint_jwks(&k1, &kid1, 1), "public, max-age=3600", 200);
     s.d = MHD_start_daemon(MHD_USE_INTERNAL_POLLING_THREAD, 0, NULL, NULL, serve, &s,
                            MHD_OPTION_SOCK_ADDR, NULL, MHD_OPTION_END);
     cr_assert_not_null(s.d);
@@ -105,7 +105,7 @@ Test(jwks_url, fetch_cache_control_and_unknown_kid, .timeout = 60)
        next refresh, accepted after it. A flood of random kids costs one fetch. */
     EVP_PKEY *both[2] = {k1, k2};
     const char *kids[2] = {"k1", "k2"};
-    set_doc(&s, th_jwks(both, kids, 2), "max-age=3600", 200);
+    set_doc(&s, ims_mint_jwks(both, kids, 2), "max-age=3600", 200);
     cr_assert_eq(verify_kid(ctx, k2, "k2"), IMSAUTH_ERR_UNKNOWN_KID);
     for (int i = 0; i < 50; i++) {
         char kid[16];

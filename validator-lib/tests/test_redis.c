@@ -47,9 +47,9 @@ Test(redis_revocation, revoke_reaches_verifier_within_cache_window, .timeout = 6
     char d[160];
     cr_assert_eq(imsauth_redis_revocation_alloc(&rv, &ro, d, sizeof(d)), IMSAUTH_OK, "%s", d);
 
-    EVP_PKEY *k = th_keygen(TH_P256);
+    EVP_PKEY *k = ims_mint_keygen(IMS_MINT_P256);
     const char *kid = "k";
-    char *jwks = th_jwks(&k, &kid, 1);
+    char *jwks = ims_mint_jwks(&k, &kid, 1);
     static const char *iss[] = {TH_ISS, NULL};
     struct imsauth_opts o = {.issuers = iss,
                              .audience = TH_AUD,
@@ -64,7 +64,7 @@ Test(redis_revocation, revoke_reaches_verifier_within_cache_window, .timeout = 6
     json_object_set_new(c, "iat", json_integer(now));
     json_object_set_new(c, "exp", json_integer(now + 60));
     json_object_set_new(c, "jti", json_string("jti-revoke-me"));
-    char *t = th_sign(k, "ES256", h, c), *hdr = th_bearer(t);
+    char *t = ims_mint_sign(k, "ES256", h, c), *hdr = th_bearer(t);
     struct imsauth_request req = {.impu = TH_IMPU};
     struct imsauth_verdict v;
 

@@ -29,13 +29,13 @@ static void make_ctx(const struct imsauth_opts *extra)
 
 static void setup(void)
 {
-    k_es256 = th_keygen(TH_P256);
-    k_es384 = th_keygen(TH_P384);
-    k_rsa = th_keygen(TH_RSA2048);
-    k_ed = th_keygen(TH_ED25519);
+    k_es256 = ims_mint_keygen(IMS_MINT_P256);
+    k_es384 = ims_mint_keygen(IMS_MINT_P384);
+    k_rsa = ims_mint_keygen(IMS_MINT_RSA2048);
+    k_ed = ims_mint_keygen(IMS_MINT_ED25519);
     EVP_PKEY *keys[] = {k_es256, k_es384, k_rsa, k_ed};
     const char *kids[] = {"es256", "es384", "rsa", "ed"};
-    jwks = th_jwks(keys, kids, 4);
+    jwks = ims_mint_jwks(keys, kids, 4);
     make_ctx(NULL);
 }
 
@@ -91,7 +91,7 @@ static char *token_with(EVP_PKEY *key, const char *alg, const char *kid, const c
         else
             json_object_del(c, claim);
     }
-    char *t = th_sign(key, alg, h, c);
+    char *t = ims_mint_sign(key, alg, h, c);
     json_decref(h);
     json_decref(c);
     return t;
@@ -141,7 +141,7 @@ Test(verify, second_identity_and_optional_claims)
     json_object_set_new(c, "pool_lease", json_string("lease-42"));
     json_object_set_new(c, "wwsf", json_string("https://wwsf.test"));
     json_object_set_new(c, "aud", json_pack("[s,s]", "someone-else", TH_AUD));
-    char *t = th_sign(k_es256, "ES256", h, c);
+    char *t = ims_mint_sign(k_es256, "ES256", h, c);
     struct imsauth_verdict v;
     cr_assert_eq(check_at(t, "<tel:+15551234>", 0, &v), IMSAUTH_OK, "%s", v.detail);
     cr_assert_str_eq(imsauth_token_pool_lease(v.token), "lease-42");
@@ -220,53 +220,54 @@ Test(verify, header_attacks)
     static const char none_h[] = "{\"typ\":\"at+jwt\",\"alg\":\"none\"}";
     json_t *c = th_claims();
     char *cs = json_dumps(c, JSON_COMPACT);
-    EXPECT(th_compact(none_h, strlen(none_h), cs, strlen(cs), (const uint8_t *)"", 0),
+    EXPECT(ims_mint_compact(none_h, strlen(none_h), cs, strlen(cs), (const uint8_t *)"", 0),
            IMSAUTH_ERR_MALFORMED_TOKEN);
-    EXPECT(th_compact(none_h, strlen(none_h), cs, strlen(cs), (const uint8_t *)"x", 1),
+    EXPECT(ims_mint_compact(none_h, strlen(none_h), cs, strlen(cs), (const uint8_t *)"x", 1),
            IMSAUTH_ERR_ALG_NOT_ALLOWED);
     /* HS256 keyed with the ES public key text (algorithm confusion) */
-    char *pem = th_pubpem(k_es256);
+    char *pem = ims_mint_pubpem(k_es256);
     json_t *h = th_header("HS256", "es256");
-    EXPECT(th_sign_hs((uint8_t *)pem, strlen(pem), "HS256", h, c), IMSAUTH_ERR_ALG_NOT_ALLOWED);
+    EXPECT(ims_mint_sign_hs((uint8_t *)pem, strlen(pem), "HS256", h, c),
+           IMSAUTH_ERR_ALG_NOT_ALLOWED);
     json_decref(h);
     /* typ */
     h = json_pack("{s:s,s:s,s:s}", "typ", "JWT", "alg", "ES256", "kid", "es256");
-    EXPECT(th_sign(k_es256, "ES256", h, c), IMSAUTH_ERR_WRONG_TYPE);
+    EXPECT(ims_mint_sign(k_es256, "ES256", h, c), IMSAUTH_ERR_WRONG_TYPE);
     json_object_del(h, "typ");
-    EXPECT(th_sign(k_es256, "ES256", h, c), IMSAUTH_ERR_WRONG_TYPE);
+    EXPECT(ims_mint_sign(k_es256, "ES256", h, c), IMSAUTH_ERR_WRONG_TYPE);
     json_object_set_new(h, "typ", json_string("application/AT+JWT"));
-    EXPECT(th_sign(k_es256, "ES256", h, c), IMSAUTH_OK);
+    EXPECT(ims_mint_sign(k_es256, "ES256", h, c), IMSAUTH_OK);
     /* kid: unknown, path and SQL characters, wrong type */
     static const char *kids[] = {"nope", "../../../etc/passwd", "' OR 1=1 --", "es256\\"};
     for (size_t i = 0; i < 4; i++) {
         json_object_set_new(h, "kid", json_string(kids[i]));
-        EXPECT(th_sign(k_es256, "ES256", h, c), IMSAUTH_ERR_UNKNOWN_KID);
+        EXPECT(ims_mint_sign(k_es256, "ES256", h, c), IMSAUTH_ERR_UNKNOWN_KID);
     }
     json_object_set_new(h, "kid", json_integer(1));
-    EXPECT(th_sign(k_es256, "ES256", h, c), IMSAUTH_ERR_MALFORMED_TOKEN);
+    EXPECT(ims_mint_sign(k_es256, "ES256", h, c), IMSAUTH_ERR_MALFORMED_TOKEN);
     /* kid of an EC key with an RSA alg */
     json_object_set_new(h, "kid", json_string("es256"));
     json_object_set_new(h, "alg", json_string("RS256"));
-    EXPECT(th_sign(k_rsa, "RS256", h, c), IMSAUTH_ERR_ALG_NOT_ALLOWED);
+    EXPECT(ims_mint_sign(k_rsa, "RS256", h, c), IMSAUTH_ERR_ALG_NOT_ALLOWED);
     /* jku/x5u/jwk: an attacker key embedded or linked is never used */
-    EVP_PKEY *evil = th_keygen(TH_P256);
+    EVP_PKEY *evil = ims_mint_keygen(IMS_MINT_P256);
     json_object_set_new(h, "alg", json_string("ES256"));
-    json_object_set_new(h, "jwk", th_jwk(evil, "es256"));
+    json_object_set_new(h, "jwk", ims_mint_jwk(evil, "es256"));
     json_object_set_new(h, "jku", json_string("http://127.0.0.1:1/jwks"));
     json_object_set_new(h, "x5u", json_string("http://127.0.0.1:1/x5u"));
-    EXPECT(th_sign(evil, "ES256", h, c), IMSAUTH_ERR_BAD_SIGNATURE);
-    EXPECT(th_sign(k_es256, "ES256", h, c), IMSAUTH_OK);
+    EXPECT(ims_mint_sign(evil, "ES256", h, c), IMSAUTH_ERR_BAD_SIGNATURE);
+    EXPECT(ims_mint_sign(k_es256, "ES256", h, c), IMSAUTH_OK);
     /* crit */
     json_object_set_new(h, "crit", json_pack("[s]", "exp"));
-    EXPECT(th_sign(k_es256, "ES256", h, c), IMSAUTH_ERR_MALFORMED_TOKEN);
+    EXPECT(ims_mint_sign(k_es256, "ES256", h, c), IMSAUTH_ERR_MALFORMED_TOKEN);
     /* no kid with several keys */
     json_decref(h);
     h = th_header("ES256", NULL);
-    EXPECT(th_sign(k_es256, "ES256", h, c), IMSAUTH_ERR_UNKNOWN_KID);
+    EXPECT(ims_mint_sign(k_es256, "ES256", h, c), IMSAUTH_ERR_UNKNOWN_KID);
     /* disallowed but known algorithm */
     json_decref(h);
     h = th_header("ES512", "es256");
-    EXPECT(th_sign(k_es256, "ES256", h, c), IMSAUTH_ERR_ALG_NOT_ALLOWED);
+    EXPECT(ims_mint_sign(k_es256, "ES256", h, c), IMSAUTH_ERR_ALG_NOT_ALLOWED);
     EVP_PKEY_free(evil);
     json_decref(h);
     json_decref(c);
@@ -282,7 +283,7 @@ Test(verify, structure_attacks)
         "[1,2]", "\"str\"", "{\"iss\":\"a\\u0000b\"}", "{\"a\":1,\"a\":2}", "{", "",
     };
     for (size_t i = 0; i < sizeof(payloads) / sizeof(payloads[0]); i++) {
-        char *t = th_compact(hs, strlen(hs), payloads[i], strlen(payloads[i]), sig, 64);
+        char *t = ims_mint_compact(hs, strlen(hs), payloads[i], strlen(payloads[i]), sig, 64);
         /* A forged payload fails the signature before it is parsed (an empty segment is
            refused before anything else). */
         EXPECT(t, payloads[i][0] ? IMSAUTH_ERR_BAD_SIGNATURE : IMSAUTH_ERR_MALFORMED_TOKEN);
@@ -290,8 +291,8 @@ Test(verify, structure_attacks)
     /* With a real signature, the payload parser decides. */
     json_t *h = th_header("ES256", "es256");
     for (size_t i = 0; i < sizeof(payloads) / sizeof(payloads[0]); i++) {
-        /* th_sign wants JSON: build the signing input by hand instead. */
-        char *t = th_compact(hs, strlen(hs), payloads[i], strlen(payloads[i]), sig, 0);
+        /* ims_mint_sign wants JSON: build the signing input by hand instead. */
+        char *t = ims_mint_compact(hs, strlen(hs), payloads[i], strlen(payloads[i]), sig, 0);
         size_t n = strlen(t);
         t[n - 1] = '\0';
         EVP_MD_CTX *m = EVP_MD_CTX_new();
@@ -437,7 +438,7 @@ Test(verify, revocation_callback_on_every_verification)
 Test(verify, pem_keys_and_single_key_without_kid)
 {
     imsauth_ctx_free(ctx);
-    char *pem = th_pubpem(k_ed);
+    char *pem = ims_mint_pubpem(k_ed);
     struct imsauth_pem_key pk = {.pem = pem, .kid = NULL};
     struct imsauth_opts o = {.pem_keys = &pk, .n_pem_keys = 1};
     make_ctx(&o);
@@ -456,13 +457,14 @@ Test(verify, hmac_only_when_configured_and_never_with_asymmetric_keys)
     struct imsauth_opts o = {.hmac_secret = secret, .hmac_secret_len = 32, .hmac_kid = "hs"};
     make_ctx(&o);
     json_t *h = th_header("HS256", "hs"), *c = th_claims();
-    EXPECT(th_sign_hs(secret, 32, "HS256", h, c), IMSAUTH_OK);
+    EXPECT(ims_mint_sign_hs(secret, 32, "HS256", h, c), IMSAUTH_OK);
     json_object_set_new(h, "kid", json_string("es256"));
-    char *pem = th_pubpem(k_es256);
-    EXPECT(th_sign_hs((uint8_t *)pem, strlen(pem), "HS256", h, c), IMSAUTH_ERR_ALG_NOT_ALLOWED);
+    char *pem = ims_mint_pubpem(k_es256);
+    EXPECT(ims_mint_sign_hs((uint8_t *)pem, strlen(pem), "HS256", h, c),
+           IMSAUTH_ERR_ALG_NOT_ALLOWED);
     json_object_set_new(h, "alg", json_string("HS512"));
     json_object_set_new(h, "kid", json_string("hs"));
-    EXPECT(th_sign_hs(secret, 32, "HS512", h, c), IMSAUTH_ERR_ALG_NOT_ALLOWED);
+    EXPECT(ims_mint_sign_hs(secret, 32, "HS512", h, c), IMSAUTH_ERR_ALG_NOT_ALLOWED);
     free(pem);
     json_decref(h);
     json_decref(c);

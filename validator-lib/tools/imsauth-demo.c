@@ -1,17 +1,16 @@
 /*
  * imsauth-demo: what `make run` shows while only the validator exists. It creates a fresh
  * ES256 key, publishes it as a JWKS file in DIR, mints a token of the project's token
- * profile with OpenSSL, verifies it with libimsauth and
+ * profile (tools/mint.c, OpenSSL), verifies it with libimsauth and
  * prints the TNA header, then shows two rejections (wrong identity, tampered token).
  * usage: imsauth-demo DIR
  */
 #include "imsauth/imsauth.h"
+#include "mint.h"
 
 #include <jansson.h>
-#include <openssl/core_names.h>
-#include <openssl/evp.h>
-#include <openssl/bn.h>
 #include <openssl/ec.h>
+#include <openssl/evp.h>
 #include <openssl/rand.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -22,72 +21,18 @@
 #define AUDIENCE "epcscf.home1.net"
 #define REALM    "home1.net"
 
-static void b64url(const unsigned char *in, size_t n, char *out)
-{
-    static const char a[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
-    size_t o = 0;
-    for (size_t i = 0; i < n; i += 3) {
-        unsigned v = (unsigned)in[i] << 16 | (i + 1 < n ? (unsigned)in[i + 1] << 8 : 0) |
-                     (i + 2 < n ? in[i + 2] : 0);
-        out[o++] = a[v >> 18];
-        out[o++] = a[(v >> 12) & 63];
-        if (i + 1 < n)
-            out[o++] = a[(v >> 6) & 63];
-        if (i + 2 < n)
-            out[o++] = a[v & 63];
-    }
-    out[o] = '\0';
-}
-
 /* Writes DIR/jwks.json for key; returns 0 on success. */
 static int write_jwks(const char *dir, EVP_PKEY *key, const char *kid)
 {
-    unsigned char pub[65];
-    size_t len = 0;
-    char x[64], y[64], path[4096];
-    if (!EVP_PKEY_get_octet_string_param(key, OSSL_PKEY_PARAM_PUB_KEY, pub, sizeof(pub), &len) ||
-        len != 65)
-        return -1;
-    b64url(pub + 1, 32, x);
-    b64url(pub + 33, 32, y);
-    json_t *jwks = json_pack("{s:[{s:s,s:s,s:s,s:s,s:s,s:s,s:s}]}", "keys", "kty", "EC", "crv",
-                             "P-256", "x", x, "y", y, "kid", kid, "alg", "ES256", "use", "sig");
+    char path[4096];
     snprintf(path, sizeof(path), "%s/jwks.json", dir);
-    int rc = json_dump_file(jwks, path, JSON_INDENT(2));
-    json_decref(jwks);
+    char *jwks = ims_mint_jwks(&key, &kid, 1);
+    FILE *f = jwks ? fopen(path, "w") : NULL;
+    int rc = f && fputs(jwks, f) >= 0 ? 0 : -1;
+    if (f && fclose(f) != 0)
+        rc = -1;
+    free(jwks);
     return rc;
-}
-
-/* Signs header.payload with ES256 (JOSE raw R||S signature); returns the compact JWS. */
-static char *sign_es256(EVP_PKEY *key, const char *header, const char *payload)
-{
-    size_t hl = strlen(header), pl = strlen(payload);
-    char *out = malloc(2 * (hl + pl) + 128);
-    if (out == NULL)
-        return NULL;
-    b64url((const unsigned char *)header, hl, out);
-    size_t n = strlen(out);
-    out[n++] = '.';
-    b64url((const unsigned char *)payload, pl, out + n);
-    n += strlen(out + n);
-    unsigned char der[80], raw[64];
-    size_t der_len = sizeof(der);
-    EVP_MD_CTX *md = EVP_MD_CTX_new();
-    int ok = md && EVP_DigestSignInit(md, NULL, EVP_sha256(), NULL, key) == 1 &&
-             EVP_DigestSign(md, der, &der_len, (unsigned char *)out, n) == 1;
-    EVP_MD_CTX_free(md);
-    const unsigned char *p = der;
-    ECDSA_SIG *sig = ok ? d2i_ECDSA_SIG(NULL, &p, (long)der_len) : NULL;
-    if (sig == NULL || BN_bn2binpad(ECDSA_SIG_get0_r(sig), raw, 32) != 32 ||
-        BN_bn2binpad(ECDSA_SIG_get0_s(sig), raw + 32, 32) != 32) {
-        ECDSA_SIG_free(sig);
-        free(out);
-        return NULL;
-    }
-    ECDSA_SIG_free(sig);
-    out[n++] = '.';
-    b64url(raw, sizeof(raw), out + n);
-    return out;
 }
 
 /* A token of docs/token-profile.md. (Debian's libjwt 1.10 cannot issue it: it always
@@ -95,9 +40,10 @@ static char *sign_es256(EVP_PKEY *key, const char *header, const char *payload)
 static char *mint(EVP_PKEY *key, const char *kid, const char *impi, const char *impu)
 {
     unsigned char rnd[16];
-    char jti[32];
+    char jti[2 * 16 + 1];
     RAND_bytes(rnd, sizeof(rnd));
-    b64url(rnd, sizeof(rnd), jti);
+    for (size_t i = 0; i < sizeof(rnd); i++)
+        snprintf(jti + 2 * i, 3, "%02x", rnd[i]);
     time_t now = time(NULL);
     json_t *hdr = json_pack("{s:s,s:s,s:s}", "typ", "at+jwt", "alg", "ES256", "kid", kid);
     json_t *claims =
@@ -105,10 +51,7 @@ static char *mint(EVP_PKEY *key, const char *kid, const char *impi, const char *
                   "web-user-alice", "aud", AUDIENCE, "iat", (json_int_t)now, "exp",
                   (json_int_t)now + 600, "jti", jti, "client_id", "wwsf-portal", "scope",
                   "openid ims", "impi", impi, "impu", impu, "wwsf", "https://wwsf.home1.net");
-    char *hdr_s = json_dumps(hdr, JSON_COMPACT), *claims_s = json_dumps(claims, JSON_COMPACT);
-    char *out = hdr_s && claims_s ? sign_es256(key, hdr_s, claims_s) : NULL;
-    free(hdr_s);
-    free(claims_s);
+    char *out = hdr && claims ? ims_mint_sign(key, "ES256", hdr, claims) : NULL;
     json_decref(hdr);
     json_decref(claims);
     return out;
