@@ -267,23 +267,27 @@ bool ims_uri_equal(const char *a, const char *b)
     if (!ac || !bc || ac - ab != bc - bb || strncasecmp(ab, bb, (size_t)(ac - ab)) != 0)
         return false;
     bool tel = (ac - ab) == 3 && strncasecmp(ab, "tel", 3) == 0;
-    /* Parameters and headers do not take part in the identity. */
-    const char *aend = ac + strcspn(ac, ";?>"), *bend = bc + strcspn(bc, ";?>");
-    if (aend > ae)
-        aend = ae;
-    if (bend > be)
-        bend = be;
-    if (tel)
-        return aend - ac == bend - bc && memcmp(ac, bc, (size_t)(aend - ac)) == 0;
-    /* sip/sips: user part exact, host[:port] case-insensitive. */
-    const char *aat = memchr(ac, '@', (size_t)(aend - ac));
-    const char *bat = memchr(bc, '@', (size_t)(bend - bc));
+    if (tel) {
+        /* Parameters do not take part in the identity. */
+        size_t an = strcspn(ac, ";?>"), bn = strcspn(bc, ";?>");
+        an = an < (size_t)(ae - ac) ? an : (size_t)(ae - ac);
+        bn = bn < (size_t)(be - bc) ? bn : (size_t)(be - bc);
+        return an == bn && memcmp(ac, bc, an) == 0;
+    }
+    /* sip/sips: the first '@' ends the userinfo, which may itself hold ';' and '?'
+       (RFC 3261 user-unreserved; no unescaped '@' can follow it). The user part is
+       compared exactly; host[:port] case-insensitively, up to its parameters. */
+    const char *aat = memchr(ac, '@', (size_t)(ae - ac));
+    const char *bat = memchr(bc, '@', (size_t)(be - bc));
     if ((aat == NULL) != (bat == NULL))
         return false;
     const char *ah = aat ? aat : ac, *bh = bat ? bat : bc;
     if (ah - ac != bh - bc || memcmp(ac, bc, (size_t)(ah - ac)) != 0)
         return false;
-    return aend - ah == bend - bh && strncasecmp(ah, bh, (size_t)(aend - ah)) == 0;
+    size_t an = strcspn(ah, ";?>"), bn = strcspn(bh, ";?>");
+    an = an < (size_t)(ae - ah) ? an : (size_t)(ae - ah);
+    bn = bn < (size_t)(be - bh) ? bn : (size_t)(be - bh);
+    return an == bn && strncasecmp(ah, bh, an) == 0;
 }
 
 IMSAUTH_API const char *imsauth_token_sub(const struct imsauth_token *t)

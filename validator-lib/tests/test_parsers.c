@@ -121,6 +121,16 @@ Test(uri, impu_equality)
     cr_assert_not(ims_uri_equal("tel:+15551234", "tel:+155512345"));
     cr_assert_not(ims_uri_equal("sip:alice@home1.net", "alice@home1.net"));
     cr_assert_not(ims_uri_equal("sip:alice@home1.net", ""));
+    /* A user part may hold ';' and '?' (RFC 3261 user-unreserved): the first '@' ends it,
+       and only then do parameters start. Cutting at ';' first would let such an IMPU
+       match the same user prefix at any host. */
+    cr_assert(
+        ims_uri_equal("sip:+15551234;npdi@home1.net", "sip:+15551234;npdi@HOME1.net;user=phone"));
+    cr_assert_not(ims_uri_equal("sip:+15551234;npdi@home1.net", "sip:+15551234;x@evil.net"));
+    cr_assert_not(ims_uri_equal("sip:+15551234;npdi@home1.net", "sip:+15551234@home1.net"));
+    cr_assert_not(ims_uri_equal("sip:alice;x@home1.net", "sip:alice"));
+    cr_assert_not(ims_uri_equal("sip:a?b@home1.net", "sip:a?c@home1.net"));
+    cr_assert(ims_uri_equal("sip:home1.net;lr", "<sip:HOME1.net>"));
 }
 
 Test(build, tna_header_exact)
