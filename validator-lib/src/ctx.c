@@ -424,6 +424,10 @@ IMSAUTH_API enum imsauth_result imsauth_refresh(struct imsauth_ctx *ctx, unsigne
             int64_t k = ctx->url.last_kid_fetch + ctx->kid_interval - now;
             until = k < until ? k : until;
         }
+        /* A verification may meet an unknown kid any time after this call: come back within
+           the refetch interval so a new key is fetched in time. */
+        if (until > (int64_t)ctx->kid_interval)
+            until = ctx->kid_interval;
         if (until < 1)
             until = 1;
         if (until < next)

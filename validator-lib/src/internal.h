@@ -69,9 +69,10 @@ struct ims_keyset {
 struct ims_keyset *ims_keyset_new(void);
 void ims_keyset_ref(struct ims_keyset *ks);
 void ims_keyset_unref(struct ims_keyset *ks);
-/* Parses a JWKS document (object with "keys") and appends its usable keys. Keys of
- * unknown kty/crv or with use other than "sig" are skipped (logged via detail on error
- * only). Returns IMSAUTH_OK or IMSAUTH_ERR_KEYS with detail. */
+/* Parses a JWKS document (object with "keys") and appends its usable keys. Keys of unknown
+ * kty, kty "oct" and keys with use other than "sig" are skipped; a key of a known kty that
+ * is unusable (unknown curve, bad coordinates, short RSA modulus) fails the document.
+ * Returns IMSAUTH_OK or IMSAUTH_ERR_KEYS with detail. */
 enum imsauth_result ims_keyset_add_jwks(struct ims_keyset *ks, const char *json, size_t len,
                                         char *detail, size_t dlen);
 /* Parses one JWK object (a json_t *, passed as void * to keep jansson out of this header). */

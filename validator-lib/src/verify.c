@@ -209,19 +209,27 @@ IMSAUTH_API enum imsauth_result imsauth_verify(struct imsauth_ctx *ctx, const ui
         if (r != IMSAUTH_OK)
             goto done;
         if (ctx->cache) {
-            atomic_fetch_add_explicit(&ctx->n_misses, 1, memory_order_relaxed);
             if (!hashed || tok != quick || n != quick_n) {
+                /* Another form (access_token="..."): look the token itself up. */
                 if (!EVP_Digest(tok, n, digest, NULL, ctx->mds.sha256, NULL)) {
                     r = IMSAUTH_ERR_NOMEM;
                     goto done;
                 }
+                t = ims_cache_get(ctx->cache, digest, now - (int64_t)ctx->leeway,
+                                  atomic_load(&ctx->generation));
             }
         }
-        r = verify_cold(ctx, (const char *)tok, n, &t, detail, dlen);
-        if (r != IMSAUTH_OK)
-            goto done;
-        if (ctx->cache && t->exp + (int64_t)ctx->leeway > now)
-            ims_cache_put(ctx->cache, digest, t);
+        if (t) {
+            atomic_fetch_add_explicit(&ctx->n_hits, 1, memory_order_relaxed);
+        } else {
+            if (ctx->cache)
+                atomic_fetch_add_explicit(&ctx->n_misses, 1, memory_order_relaxed);
+            r = verify_cold(ctx, (const char *)tok, n, &t, detail, dlen);
+            if (r != IMSAUTH_OK)
+                goto done;
+            if (ctx->cache && t->exp + (int64_t)ctx->leeway > now)
+                ims_cache_put(ctx->cache, digest, t);
+        }
     }
     r = check_request(ctx, t, req, now, detail, dlen);
     if (r == IMSAUTH_OK) {

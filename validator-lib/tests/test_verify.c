@@ -394,6 +394,17 @@ Test(verify, cache_hit_still_checks_time_and_identity)
         cr_expect_str_eq(imsauth_strerror(v.result), wraps[i][2], "case %zu", i);
         imsauth_token_release(v.token);
     }
+    /* The Annex A form finds the same cache entry as the RFC 8898 form. */
+    imsauth_stats_get(ctx, &s0);
+    char annex[2048];
+    snprintf(annex, sizeof(annex), "Bearer access_token=\"%s\"", t);
+    struct imsauth_request areq = {.impu = TH_IMPU, .now = TH_NOW};
+    struct imsauth_verdict av;
+    cr_assert_eq(imsauth_verify(ctx, (uint8_t *)annex, strlen(annex), &areq, &av), IMSAUTH_OK);
+    imsauth_token_release(av.token);
+    imsauth_stats_get(ctx, &s1);
+    cr_assert_eq(s1.cache_hits - s0.cache_hits, 1, "access_token= form is a cache hit");
+    cr_assert_eq(s1.cache_misses, s0.cache_misses);
     /* A tampered copy is a different key in the cache and fails on its own. */
     char *dot = strrchr(t, '.');
     dot[3] = dot[3] == 'A' ? 'B' : 'A';

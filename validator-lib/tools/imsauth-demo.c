@@ -120,8 +120,8 @@ int main(int argc, char **argv)
         fclose(af);
     }
     printf("JWKS written to %s (kid %s); token signed with a fresh ES256 key, %zu bytes, "
-           "header {\"typ\":\"at+jwt\",\"alg\":\"ES256\"}\n",
-           jwks_path, kid, strlen(tok));
+           "header {\"typ\":\"at+jwt\",\"alg\":\"ES256\",\"kid\":\"%s\"}\n",
+           jwks_path, kid, strlen(tok), kid);
     show(ctx, "valid token", hdr, "sip:alice@home1.net");
     show(ctx, "token used for another identity", hdr, "sip:bob@home1.net");
     char *dot = strrchr(hdr, '.');

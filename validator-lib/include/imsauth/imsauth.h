@@ -42,21 +42,21 @@ extern "C" {
 enum imsauth_result {
     IMSAUTH_OK = 0,
     /* Verification outcomes (imsauth_verify). */
-    IMSAUTH_ERR_MISSING = 1,               /* no credentials at all */
-    IMSAUTH_ERR_MALFORMED = 2,             /* Authorization value syntax is broken (400) */
-    IMSAUTH_ERR_TOO_LARGE = 3,             /* token longer than max_token_len */
-    IMSAUTH_ERR_UNSUPPORTED_SCHEME = 4,    /* credentials of another scheme (e.g. Digest) */
-    IMSAUTH_ERR_MALFORMED_TOKEN = 5,       /* not a decodable compact JWS */
-    IMSAUTH_ERR_WRONG_TYPE = 6,            /* JOSE typ is not at+jwt */
-    IMSAUTH_ERR_ALG_NOT_ALLOWED = 7,       /* alg not allowed, or not usable with the key */
-    IMSAUTH_ERR_UNKNOWN_KID = 8,           /* no key for the kid (or several, kid absent) */
-    IMSAUTH_ERR_BAD_SIGNATURE = 9,         /* signature does not verify */
-    IMSAUTH_ERR_MISSING_CLAIM = 10,        /* a required claim is absent */
-    IMSAUTH_ERR_BAD_CLAIM = 11,            /* a claim has the wrong type or form */
-    IMSAUTH_ERR_WRONG_ISSUER = 12,         /* iss not accepted */
-    IMSAUTH_ERR_WRONG_AUDIENCE = 13,       /* aud does not contain our audience */
-    IMSAUTH_ERR_EXPIRED = 14,              /* exp + leeway is in the past */
-    IMSAUTH_ERR_NOT_YET_VALID = 15,        /* nbf or iat - leeway is in the future */
+    IMSAUTH_ERR_MISSING = 1,   /* no credentials at all */
+    IMSAUTH_ERR_MALFORMED = 2, /* Authorization value syntax is broken (400) */
+    IMSAUTH_ERR_TOO_LARGE = 3, /* token over max_token_len (or value over max_token_len + 64) */
+    IMSAUTH_ERR_UNSUPPORTED_SCHEME = 4, /* credentials of another scheme (e.g. Digest) */
+    IMSAUTH_ERR_MALFORMED_TOKEN = 5,    /* not a decodable compact JWS */
+    IMSAUTH_ERR_WRONG_TYPE = 6,         /* JOSE typ is not at+jwt */
+    IMSAUTH_ERR_ALG_NOT_ALLOWED = 7,    /* alg not allowed, or not usable with the key */
+    IMSAUTH_ERR_UNKNOWN_KID = 8,        /* no key with the kid; kid absent: not exactly one fit */
+    IMSAUTH_ERR_BAD_SIGNATURE = 9,      /* signature does not verify */
+    IMSAUTH_ERR_MISSING_CLAIM = 10,     /* a required claim is absent (scope: INSUFFICIENT_SCOPE) */
+    IMSAUTH_ERR_BAD_CLAIM = 11,         /* a claim has the wrong type or form */
+    IMSAUTH_ERR_WRONG_ISSUER = 12,      /* iss not accepted */
+    IMSAUTH_ERR_WRONG_AUDIENCE = 13,    /* aud does not contain our audience */
+    IMSAUTH_ERR_EXPIRED = 14,           /* exp + leeway is in the past */
+    IMSAUTH_ERR_NOT_YET_VALID = 15,     /* nbf or iat - leeway is in the future */
     IMSAUTH_ERR_INSUFFICIENT_SCOPE = 16,   /* scope lacks the required scope */
     IMSAUTH_ERR_IDENTITY_NOT_GRANTED = 17, /* the IMPU used is not in the token's impu */
     IMSAUTH_ERR_REVOKED = 18,              /* the revocation check says revoked */
@@ -71,10 +71,12 @@ enum imsauth_result {
 
 /* Short stable name ("expired", "bad_signature", ...); used as "reason" in JSON output. */
 const char *imsauth_strerror(enum imsauth_result r);
-/* SIP status for a verification outcome: 200 for OK, 400, 401, 403 or 503. */
+/* SIP status for a verification outcome: 200 for OK, 400, 401, 403 or 503; 500 for call
+ * errors (e.g. IMSAUTH_ERR_NOMEM) and unknown values. */
 int imsauth_sip_status(enum imsauth_result r);
 /* RFC 6750 error code ("invalid_request", "invalid_token", "insufficient_scope") or NULL
- * when the challenge carries no error (no credentials, another scheme, unavailable). */
+ * when the challenge carries no error (missing, unsupported_scheme, identity_not_granted,
+ * unavailable, call errors). */
 const char *imsauth_rfc6750_error(enum imsauth_result r);
 
 /* Signature algorithms, as a bit set. */
@@ -132,8 +134,8 @@ struct imsauth_opts {
     const char *const *issuers; /* accepted iss values, NULL-terminated; at least one */
     const char *audience;       /* required in aud */
     const char *realm;          /* home network domain: TNA realm and challenge realm */
-    const char *authz_server;   /* WAF URL for the challenge's authz_server */
-    const char *scope;          /* required scope; default "ims" */
+    const char *authz_server;   /* WAF URL for the challenge; default issuers[0] */
+    const char *scope;          /* required scope, one token (no spaces); default "ims" */
 
     /* Key sources; at least one. Several may be combined. */
     const char *jwks_file; /* JWKS file; re-read by imsauth_refresh() when it changes */
@@ -172,7 +174,8 @@ struct imsauth_token;
 /*
  * Creates a context. On success writes *ctxp (caller owns it; free with
  * imsauth_ctx_free) and returns IMSAUTH_OK. On failure *ctxp is untouched and, when
- * detail is not NULL, a NUL-terminated explanation is written to detail[detail_len].
+ * detail is not NULL, a NUL-terminated explanation is written to detail[detail_len] (empty
+ * for IMSAUTH_ERR_NOMEM).
  * A jwks_url source does not fetch here: call imsauth_refresh() once before serving.
  */
 enum imsauth_result imsauth_ctx_alloc(struct imsauth_ctx **ctxp, const struct imsauth_opts *o,
@@ -186,8 +189,10 @@ void imsauth_ctx_free(struct imsauth_ctx *ctx);
  * URL when its Cache-Control lifetime ran out or a verification met an unknown kid (rate
  * limited). Blocking; call from a timer or a helper thread, never per request. On a failed
  * load the previous key set stays. *next_s (optional) receives the seconds until the next
- * call is useful (at most 1 while a file source exists). Returns IMSAUTH_OK, or the error of
- * the failed source (with detail).
+ * call is useful: at most 1 while a file source exists, at most unknown_kid_interval_s while
+ * a URL source exists, 3600 when nothing can be reloaded. A call with nothing due does no
+ * I/O beyond a stat() of the file source. Returns IMSAUTH_OK, or the error of the failed
+ * source (with detail).
  */
 enum imsauth_result imsauth_refresh(struct imsauth_ctx *ctx, unsigned *next_s, char *detail,
                                     size_t detail_len);
@@ -215,7 +220,8 @@ struct imsauth_verdict {
 
 /*
  * Verifies one Authorization (or Proxy-Authorization) header value: "Bearer <token>" or
- * "Bearer access_token=\"<token>\"" (scheme case-insensitive). hdr may be NULL or empty
+ * "Bearer access_token=\"<token>\"" (also unquoted, spaces around "=" allowed; scheme and
+ * parameter name case-insensitive; SP/HTAB around the value ignored). hdr may be NULL or empty
  * (IMSAUTH_ERR_MISSING). Fills *v and returns v->result. On IMSAUTH_OK, v->token holds a
  * reference the caller must drop with imsauth_token_release().
  */
@@ -248,10 +254,11 @@ void imsauth_token_release(struct imsauth_token *t);
  * S-CSCF (TS 24.229/33.203):
  *   Digest username="<impi>", realm="<realm>", uri="<request_uri>", nonce="",
  *   response="", integrity-protected="auth-done"
- * Values are quoted-strings with '"' and '\' escaped; control characters are refused
- * (IMSAUTH_ERR_INVALID_ARG). Writes a NUL-terminated string to buf[size]. Returns
- * IMSAUTH_OK, or IMSAUTH_ERR_BUFFER_SMALL with *needed (optional) = bytes required
- * including the NUL; buf is then untouched beyond buf[0] = '\0'.
+ * Values are quoted-strings with '"' and '\' escaped; control characters other than HTAB
+ * are refused (IMSAUTH_ERR_INVALID_ARG), as are NULL or empty values. Writes a
+ * NUL-terminated string to buf[size]. Returns IMSAUTH_OK, or IMSAUTH_ERR_BUFFER_SMALL with
+ * *needed (optional) = bytes required including the NUL; buf then holds no usable value
+ * (buf[0] = '\0'). buf may be NULL with size 0 to ask for the size.
  */
 enum imsauth_result imsauth_tna_header(const char *impi, const char *realm, const char *request_uri,
                                        char *buf, size_t size, size_t *needed);

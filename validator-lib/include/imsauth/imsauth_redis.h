@@ -6,7 +6,8 @@
  * cache_ms. A local-cache miss costs one SISMEMBER round trip (bounded by timeout_ms)
  * on the verifying thread, under a lock shared by the threads using this object. When Redis
  * cannot answer, the check reports IMSAUTH_REVOCATION_UNKNOWN and the verification fails
- * closed (503); reconnection is attempted at most once per second.
+ * closed (503). After a failed command the next check reconnects at once; after a failed
+ * connection attempt the next one waits a second.
  */
 #ifndef IMSAUTH_IMSAUTH_REDIS_H
 #define IMSAUTH_IMSAUTH_REDIS_H
@@ -18,7 +19,7 @@ extern "C" {
 #endif
 
 struct imsauth_redis_opts {
-    const char *url;      /* redis://host:port[/db]; required */
+    const char *url;      /* redis://host[:port][/db] (port 6379, db 0); required */
     const char *key;      /* set name; default "imsauth:revoked" */
     unsigned cache_ms;    /* negative-result lifetime; default 500 */
     unsigned timeout_ms;  /* connect and command timeout; default 200 */
