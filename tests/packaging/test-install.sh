@@ -21,6 +21,11 @@ bad=$(nm -D --defined-only "$libdir/libimsauth.so.1" | awk '$3 != "" {print $3}'
   | grep -v -e '^imsauth_' -e '^IMSAUTH_1$' || true)
 [ -z "$bad" ] || { echo "exported outside the imsauth_ prefix: $bad"; exit 1; }
 nexp=$(nm -D --defined-only "$libdir/libimsauth.so.1" | grep -c ' T imsauth_')
+# The static library too: every global defined symbol is imsauth_* (sanitizer and compiler
+# runtime helpers aside).
+bad=$(nm --defined-only "$libdir/libimsauth.a" | awk '$2 ~ /^[A-Z]$/ {print $3}' \
+  | grep -v -e '^imsauth_' -e '^__' -e '^_GLOBAL_' -e '^asan\.' || true)
+[ -z "$bad" ] || { echo "libimsauth.a has global symbols outside imsauth_: $bad"; exit 1; }
 
 # A JWKS and a token valid now, from the demo tool of the build tree.
 "$build/validator-lib/imsauth-demo" "$tmp" >"$tmp/demo.out"
@@ -42,12 +47,14 @@ cc -std=c17 $extra "$src/validator-lib/examples/verify_header.c" -o "$tmp/ex-pc"
   $(pkg-config --cflags --libs imsauth)
 run_example "$tmp/ex-pc"
 
-# 2. CMake package
+# 2. CMake package, shared and static targets
 cmake -S "$src/tests/packaging/consumer" -B "$tmp/consumer" -DCMAKE_PREFIX_PATH="$prefix" \
   -DEXAMPLE_SOURCE="$src/validator-lib/examples/verify_header.c" \
   -DCMAKE_C_FLAGS="$extra" -DCMAKE_EXE_LINKER_FLAGS="$extra" >/dev/null
 cmake --build "$tmp/consumer" >/dev/null
 run_example "$tmp/consumer/consumer"
+run_example "$tmp/consumer/consumer_static"
+ldd "$tmp/consumer/consumer_static" | grep -q libimsauth && { echo "static target links the .so"; exit 1; }
 
 # 3. the static library (its own dependencies stay shared: Requires.private of the .pc)
 # shellcheck disable=SC2046,SC2086
