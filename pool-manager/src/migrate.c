@@ -151,27 +151,6 @@ static bool exec_ok(PGconn *c, const char *sql, ExecStatusType want, char *detai
     return ok;
 }
 
-/* libpq messages end in newlines and may span lines ("...refused\n\tIs the server
- * running..."): make them one line for a one-line error report. */
-static void oneline(char *s)
-{
-    if (s == NULL)
-        return;
-    char *o = s;
-    bool space = false;
-    for (char *p = s; *p; p++) {
-        if (*p == '\n' || *p == '\r' || *p == '\t' || *p == ' ') {
-            space = o != s;
-            continue;
-        }
-        if (space)
-            *o++ = ' ';
-        space = false;
-        *o++ = *p;
-    }
-    *o = '\0';
-}
-
 static enum imspool_result apply_one(PGconn *c, const struct imspool_migration *m, const char *sha,
                                      char *detail, size_t dlen)
 {
@@ -208,7 +187,7 @@ static enum imspool_result apply_one(PGconn *c, const struct imspool_migration *
     if (ok)
         return IMSPOOL_OK;
     exec_ok(c, "ROLLBACK", PGRES_COMMAND_OK, NULL, 0);
-    oneline(err);
+    imspool_oneline(err);
     imspool_detail(detail, dlen, "migration %04d_%s failed and was rolled back: %s", m->version,
                    m->name, err);
     return PQstatus(c) == CONNECTION_OK ? IMSPOOL_ERR_MIGRATION_FAILED : IMSPOOL_ERR_DB_UNAVAILABLE;
@@ -226,14 +205,14 @@ static enum imspool_result run(PGconn *c, const struct set *s, struct imspool_mi
                  " sha256 text NOT NULL CHECK (sha256 ~ '^[0-9a-f]{64}$'),"
                  " applied_at timestamptz NOT NULL DEFAULT now())",
                  PGRES_COMMAND_OK, err, sizeof(err))) {
-        oneline(err);
+        imspool_oneline(err);
         imspool_detail(detail, dlen, "cannot prepare schema_migrations: %s", err);
         return IMSPOOL_ERR_DB_UNAVAILABLE;
     }
     PGresult *res = PQexec(c, "SELECT version, sha256 FROM schema_migrations ORDER BY version");
     if (PQresultStatus(res) != PGRES_TUPLES_OK) {
         snprintf(err, sizeof(err), "%s", PQresultErrorMessage(res));
-        oneline(err);
+        imspool_oneline(err);
         imspool_detail(detail, dlen, "cannot read schema_migrations: %s", err);
         PQclear(res);
         return IMSPOOL_ERR_DB_UNAVAILABLE;
@@ -322,7 +301,7 @@ IMSPOOL_API enum imspool_result imspool_migrate(const char *db_url, const char *
     if (PQstatus(c) != CONNECTION_OK) {
         char err[512];
         snprintf(err, sizeof(err), "%s", PQerrorMessage(c));
-        oneline(err);
+        imspool_oneline(err);
         imspool_detail(detail, dlen, "cannot connect to the database: %s", err);
         PQfinish(c);
         r = IMSPOOL_ERR_DB_UNAVAILABLE;
@@ -331,7 +310,7 @@ IMSPOOL_API enum imspool_result imspool_migrate(const char *db_url, const char *
     char err[512] = "";
     if (!exec_ok(c, "SELECT pg_advisory_lock(" MIGRATE_LOCK_KEY ")", PGRES_TUPLES_OK, err,
                  sizeof(err))) {
-        oneline(err);
+        imspool_oneline(err);
         imspool_detail(detail, dlen, "cannot take the migration lock: %s", err);
         r = IMSPOOL_ERR_DB_UNAVAILABLE;
     } else {

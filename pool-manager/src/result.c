@@ -13,6 +13,14 @@ static const char *const names[] = {
     [IMSPOOL_ERR_MIGRATION_CHANGED] = "migration_changed",
     [IMSPOOL_ERR_DB_NEWER] = "database_newer",
     [IMSPOOL_ERR_IO] = "io_error",
+    [IMSPOOL_ERR_POOL_UNKNOWN] = "pool_unknown",
+    [IMSPOOL_ERR_POOL_EXHAUSTED] = "pool_exhausted",
+    [IMSPOOL_ERR_HOLDER_CAP] = "holder_cap_reached",
+    [IMSPOOL_ERR_LEASE_UNKNOWN] = "lease_unknown",
+    [IMSPOOL_ERR_LEASE_RELEASED] = "lease_already_released",
+    [IMSPOOL_ERR_POOL_DRAINING] = "pool_draining",
+    [IMSPOOL_ERR_DUPLICATE] = "duplicate",
+    [IMSPOOL_ERR_POOL_NOT_EMPTY] = "pool_not_empty",
 };
 
 IMSPOOL_API const char *imspool_strerror(enum imspool_result r)

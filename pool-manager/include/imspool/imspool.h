@@ -12,6 +12,7 @@
 #define IMSPOOL_IMSPOOL_H
 
 #include <stddef.h>
+#include <stdint.h>
 
 #ifdef __cplusplus
 extern "C" {
@@ -27,6 +28,14 @@ enum imspool_result {
     IMSPOOL_ERR_MIGRATION_CHANGED = 5, /* an applied migration's text differs from its file */
     IMSPOOL_ERR_DB_NEWER = 6,          /* the database has migrations this build lacks */
     IMSPOOL_ERR_IO = 7,                /* a migrations directory could not be read */
+    IMSPOOL_ERR_POOL_UNKNOWN = 8,      /* no pool of that name */
+    IMSPOOL_ERR_POOL_EXHAUSTED = 9,    /* no member free now; see retry_after_s */
+    IMSPOOL_ERR_HOLDER_CAP = 10,       /* the holder has max_per_holder open leases */
+    IMSPOOL_ERR_LEASE_UNKNOWN = 11,    /* no lease with that id */
+    IMSPOOL_ERR_LEASE_RELEASED = 12,   /* the lease was released or has expired */
+    IMSPOOL_ERR_POOL_DRAINING = 13,    /* the pool gives no new leases */
+    IMSPOOL_ERR_DUPLICATE = 14,        /* a name or IMPU exists already; nothing written */
+    IMSPOOL_ERR_POOL_NOT_EMPTY = 15,   /* the pool still has members or leases */
 };
 
 /* Short stable name of a result ("migration_failed", ...). */
@@ -51,6 +60,83 @@ struct imspool_migrate_report {
 enum imspool_result imspool_migrate(const char *db_url, const char *dir,
                                     struct imspool_migrate_report *report, char *detail,
                                     size_t detail_len);
+
+/* ---- pools and leases ---- */
+
+struct imspool;
+
+/* Clock in Unix milliseconds; tests inject one instead of sleeping. */
+typedef int64_t (*imspool_clock_fn)(void *arg);
+
+struct imspool_opts {
+    const char *db_url;     /* required */
+    imspool_clock_fn clock; /* optional; default the system clock */
+    void *clock_arg;
+};
+
+/* Connects. Caller owns *pp (free with imspool_close). One handle is for one thread. */
+enum imspool_result imspool_open(struct imspool **pp, const struct imspool_opts *o, char *detail,
+                                 size_t detail_len);
+void imspool_close(struct imspool *p); /* accepts NULL */
+
+struct imspool_pool_spec {
+    const char *name;   /* [a-z0-9][a-z0-9_.-]{0,62} */
+    const char *realm;  /* home network domain */
+    int lease_ttl_s;    /* 1..604800 */
+    int quarantine_s;   /* 0..2592000 */
+    int max_per_holder; /* >= 1; 0 means 1 */
+};
+enum imspool_result imspool_pool_create(struct imspool *p, const struct imspool_pool_spec *s,
+                                        char *detail, size_t detail_len);
+/* Stops new leases; existing ones live on. */
+enum imspool_result imspool_pool_drain(struct imspool *p, const char *name, char *detail,
+                                       size_t detail_len);
+/* Deletes a pool without members (members first need their leases gone). */
+enum imspool_result imspool_pool_delete(struct imspool *p, const char *name, char *detail,
+                                        size_t detail_len);
+
+struct imspool_stats {
+    long free, leased, quarantined, disabled;
+};
+enum imspool_result imspool_pool_stats(struct imspool *p, const char *name,
+                                       struct imspool_stats *st, char *detail, size_t detail_len);
+
+/*
+ * Adds members from patterns: impu_pattern holds one range {A..B} of decimal numbers
+ * (written with the same number of digits, e.g. {0000..9999}, at most 1,000,000 values),
+ * as in sip:anon-{0000..9999}@ims.example.net; impi_pattern holds the same range, or none
+ * (one shared IMPI). All or nothing: a duplicate IMPU or a malformed URI writes nothing.
+ */
+enum imspool_result imspool_members_add(struct imspool *p, const char *pool,
+                                        const char *impu_pattern, const char *impi_pattern,
+                                        long *added, char *detail, size_t detail_len);
+
+struct imspool_lease {
+    char id[37]; /* UUID */
+    char impi[1025], impu[1025];
+    int64_t expires_ms;    /* Unix ms */
+    int64_t retry_after_s; /* with IMSPOOL_ERR_POOL_EXHAUSTED: when a member frees up */
+};
+
+/*
+ * Leases a member of pool to holder for ttl_s (0: the pool's lease_ttl_s). The same holder
+ * gets its previous member back when that one is free, even inside its quarantine; no
+ * other holder gets a member before its quarantine ended. One short transaction; correct
+ * with any number of allocators in any number of processes.
+ */
+enum imspool_result imspool_allocate(struct imspool *p, const char *pool, const char *holder,
+                                     int ttl_s, struct imspool_lease *out, char *detail,
+                                     size_t detail_len);
+/* Extends an open, unexpired lease to now + ttl_s (0: the pool's lease_ttl_s). */
+enum imspool_result imspool_renew(struct imspool *p, const char *lease_id, int ttl_s,
+                                  struct imspool_lease *out, char *detail, size_t detail_len);
+/* Ends a lease; its member is quarantined for the pool's quarantine_s. */
+enum imspool_result imspool_release(struct imspool *p, const char *lease_id, const char *reason,
+                                    char *detail, size_t detail_len);
+/* Ends every lease past its expiry (reason "expired", quarantine from the expiry time).
+ * Safe to run from several processes at once. */
+enum imspool_result imspool_sweep(struct imspool *p, long *expired, char *detail,
+                                  size_t detail_len);
 
 #ifdef __cplusplus
 }
