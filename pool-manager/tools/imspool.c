@@ -1,10 +1,11 @@
 /*
- * imspool: operator CLI of libimspool. Implemented so far: `migrate` (the pool, member and
- * lease commands come with the rest of the pool-manager issue, see README.md).
- * Exit: 0 success, 1 the operation failed (one line on stderr), 2 usage error.
+ * imspool: operator CLI of libimspool.
+ * Exit: 0 success, 1 the operation failed (one line on stderr naming the problem), 2 usage.
+ * Every command takes --json for machine output.
  */
 #include "imspool/imspool.h"
 
+#include <errno.h>
 #include <getopt.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -12,56 +13,259 @@
 
 static void usage(FILE *f)
 {
-    fputs("usage: imspool [--db URL] [--json] migrate [--dir DIR]\n"
-          "  migrate   bring the database to the latest schema (sql/migrations built in,\n"
-          "            or the NNNN_name.sql files of DIR); re-running is a no-op\n"
-          "  --db URL  PostgreSQL URL or connection string (default: $DATABASE_URL)\n"
-          "  --json    machine-readable output\n",
+    fputs("usage: imspool [--db URL] [--json] COMMAND ...\n"
+          "  migrate [--dir DIR]\n"
+          "  pool create NAME --realm REALM --lease-ttl SECONDS --quarantine SECONDS\n"
+          "                   [--max-per-holder N]\n"
+          "  pool show NAME | drain NAME | delete NAME\n"
+          "  member add POOL --impu PATTERN --impi PATTERN   e.g. sip:anon-{0000..9999}@h\n"
+          "  allocate POOL --holder ID [--ttl SECONDS]\n"
+          "  renew LEASE [--ttl SECONDS]\n"
+          "  release LEASE [--reason TEXT]\n"
+          "  sweep\n"
+          "  stats POOL\n"
+          "--db defaults to $DATABASE_URL. Not yet built: pool list, member --csv, leases,\n"
+          "check (see pool-manager/README.md).\n",
           f);
 }
 
-static int cmd_migrate(const char *db, const char *dir, int json)
+struct args {
+    const char *db, *dir, *realm, *impu, *impi, *holder, *reason;
+    long ttl, lease_ttl, quarantine, max_per_holder;
+    int json;
+};
+
+static int usage_error(const char *msg)
 {
-    struct imspool_migrate_report rep;
-    char detail[1024];
-    enum imspool_result r = imspool_migrate(db, dir, &rep, detail, sizeof(detail));
-    if (r != IMSPOOL_OK) {
-        fprintf(stderr, "imspool: %s: %s\n", imspool_strerror(r), detail);
-        if (json)
-            printf("{\"ok\":false,\"error\":\"%s\",\"applied\":%d,\"version\":%d}\n",
-                   imspool_strerror(r), rep.applied, rep.latest_version);
-        return 1;
+    fprintf(stderr, "imspool: %s (see imspool --help)\n", msg);
+    return 2;
+}
+
+/* Strict decimal in [lo, hi]; -1 on error. */
+static long number(const char *s, long lo, long hi)
+{
+    char *e;
+    errno = 0;
+    long v = strtol(s, &e, 10);
+    return (*s && !*e && !errno && v >= lo && v <= hi) ? v : -1;
+}
+
+static int fail(const struct args *a, enum imspool_result r, const char *detail)
+{
+    fprintf(stderr, "imspool: %s: %s\n", imspool_strerror(r), detail);
+    if (a->json)
+        printf("{\"ok\":false,\"error\":\"%s\"}\n", imspool_strerror(r));
+    return 1;
+}
+
+/* Prints s as a JSON string (the values here are URIs, UUIDs and names). */
+static void json_str(const char *s)
+{
+    putchar('"');
+    for (; *s; s++) {
+        if (*s == '"' || *s == '\\')
+            printf("\\%c", *s);
+        else if ((unsigned char)*s < 0x20)
+            printf("\\u%04x", *s);
+        else
+            putchar(*s);
     }
-    if (json)
-        printf("{\"ok\":true,\"applied\":%d,\"already\":%d,\"version\":%d}\n", rep.applied,
-               rep.already, rep.latest_version);
-    else if (rep.applied == 0)
-        printf("schema up to date (version %04d)\n", rep.latest_version);
+    putchar('"');
+}
+
+static void print_lease(const struct args *a, const struct imspool_lease *l)
+{
+    if (a->json) {
+        printf("{\"ok\":true,\"lease\":");
+        json_str(l->id);
+        printf(",\"impi\":");
+        json_str(l->impi);
+        printf(",\"impu\":");
+        json_str(l->impu);
+        printf(",\"expires_ms\":%lld}\n", (long long)l->expires_ms);
+    } else {
+        printf("lease    %s\nimpu     %s\nimpi     %s\nexpires  %lld (Unix ms)\n", l->id, l->impu,
+               l->impi, (long long)l->expires_ms);
+    }
+}
+
+static int ok(const struct args *a, const char *text)
+{
+    if (a->json)
+        printf("{\"ok\":true}\n");
     else
-        printf("applied %d migration%s; schema version %04d\n", rep.applied,
-               rep.applied == 1 ? "" : "s", rep.latest_version);
+        puts(text);
     return 0;
+}
+
+static int run(struct imspool *p, const struct args *a, int n, char **w)
+{
+    char d[1024];
+    enum imspool_result r;
+    struct imspool_lease l;
+    if (n == 3 && !strcmp(w[0], "pool") && !strcmp(w[1], "create")) {
+        if (!a->realm || a->lease_ttl < 0 || a->quarantine < 0)
+            return usage_error("pool create needs --realm, --lease-ttl and --quarantine");
+        struct imspool_pool_spec s = {w[2], a->realm, (int)a->lease_ttl, (int)a->quarantine,
+                                      (int)(a->max_per_holder < 0 ? 1 : a->max_per_holder)};
+        r = imspool_pool_create(p, &s, d, sizeof(d));
+        return r ? fail(a, r, d) : ok(a, "pool created");
+    }
+    if (n == 3 && !strcmp(w[0], "pool") && !strcmp(w[1], "drain")) {
+        r = imspool_pool_drain(p, w[2], d, sizeof(d));
+        return r ? fail(a, r, d) : ok(a, "pool draining: no new leases");
+    }
+    if (n == 3 && !strcmp(w[0], "pool") && !strcmp(w[1], "delete")) {
+        r = imspool_pool_delete(p, w[2], d, sizeof(d));
+        return r ? fail(a, r, d) : ok(a, "pool deleted");
+    }
+    if ((n == 3 && !strcmp(w[0], "pool") && !strcmp(w[1], "show")) ||
+        (n == 2 && !strcmp(w[0], "stats"))) {
+        struct imspool_stats st;
+        r = imspool_pool_stats(p, w[n - 1], &st, d, sizeof(d));
+        if (r)
+            return fail(a, r, d);
+        if (a->json)
+            printf("{\"ok\":true,\"free\":%ld,\"leased\":%ld,\"quarantined\":%ld,"
+                   "\"disabled\":%ld}\n",
+                   st.free, st.leased, st.quarantined, st.disabled);
+        else
+            printf("free         %ld\nleased       %ld\nquarantined  %ld\ndisabled     %ld\n",
+                   st.free, st.leased, st.quarantined, st.disabled);
+        return 0;
+    }
+    if (n == 3 && !strcmp(w[0], "member") && !strcmp(w[1], "add")) {
+        if (!a->impu || !a->impi)
+            return usage_error("member add needs --impu PATTERN and --impi PATTERN");
+        long added = 0;
+        r = imspool_members_add(p, w[2], a->impu, a->impi, &added, d, sizeof(d));
+        if (r)
+            return fail(a, r, d);
+        if (a->json)
+            printf("{\"ok\":true,\"added\":%ld}\n", added);
+        else
+            printf("added %ld member%s\n", added, added == 1 ? "" : "s");
+        return 0;
+    }
+    if (n == 2 && !strcmp(w[0], "allocate")) {
+        if (!a->holder)
+            return usage_error("allocate needs --holder ID");
+        r = imspool_allocate(p, w[1], a->holder, (int)(a->ttl < 0 ? 0 : a->ttl), &l, d, sizeof(d));
+        if (r == IMSPOOL_ERR_POOL_EXHAUSTED && l.retry_after_s >= 0) {
+            fprintf(stderr, "imspool: %s: %s (retry after %lld s)\n", imspool_strerror(r), d,
+                    (long long)l.retry_after_s);
+            if (a->json)
+                printf("{\"ok\":false,\"error\":\"%s\",\"retry_after\":%lld}\n",
+                       imspool_strerror(r), (long long)l.retry_after_s);
+            return 1;
+        }
+        if (r)
+            return fail(a, r, d);
+        print_lease(a, &l);
+        return 0;
+    }
+    if (n == 2 && !strcmp(w[0], "renew")) {
+        r = imspool_renew(p, w[1], (int)(a->ttl < 0 ? 0 : a->ttl), &l, d, sizeof(d));
+        if (r)
+            return fail(a, r, d);
+        print_lease(a, &l);
+        return 0;
+    }
+    if (n == 2 && !strcmp(w[0], "release")) {
+        r = imspool_release(p, w[1], a->reason, d, sizeof(d));
+        return r ? fail(a, r, d) : ok(a, "lease released");
+    }
+    if (n == 1 && !strcmp(w[0], "sweep")) {
+        long expired = 0;
+        r = imspool_sweep(p, &expired, d, sizeof(d));
+        if (r)
+            return fail(a, r, d);
+        if (a->json)
+            printf("{\"ok\":true,\"expired\":%ld}\n", expired);
+        else
+            printf("expired %ld lease%s\n", expired, expired == 1 ? "" : "s");
+        return 0;
+    }
+    return usage_error("unknown command or wrong number of arguments");
 }
 
 int main(int argc, char **argv)
 {
-    static const struct option opts[] = {{"db", required_argument, 0, 'd'},
-                                         {"dir", required_argument, 0, 'D'},
-                                         {"json", no_argument, 0, 'j'},
+    enum {
+        O_DB = 256,
+        O_DIR,
+        O_JSON,
+        O_REALM,
+        O_LEASE_TTL,
+        O_Q,
+        O_MAX,
+        O_IMPU,
+        O_IMPI,
+        O_HOLDER,
+        O_TTL,
+        O_REASON
+    };
+    static const struct option opts[] = {{"db", required_argument, 0, O_DB},
+                                         {"dir", required_argument, 0, O_DIR},
+                                         {"json", no_argument, 0, O_JSON},
+                                         {"realm", required_argument, 0, O_REALM},
+                                         {"lease-ttl", required_argument, 0, O_LEASE_TTL},
+                                         {"quarantine", required_argument, 0, O_Q},
+                                         {"max-per-holder", required_argument, 0, O_MAX},
+                                         {"impu", required_argument, 0, O_IMPU},
+                                         {"impi", required_argument, 0, O_IMPI},
+                                         {"holder", required_argument, 0, O_HOLDER},
+                                         {"ttl", required_argument, 0, O_TTL},
+                                         {"reason", required_argument, 0, O_REASON},
                                          {"help", no_argument, 0, 'h'},
                                          {0, 0, 0, 0}};
-    const char *db = getenv("DATABASE_URL"), *dir = NULL;
-    int json = 0, c;
-    while ((c = getopt_long(argc, argv, "+h", opts, NULL)) != -1) {
+    struct args a = {.db = getenv("DATABASE_URL"),
+                     .ttl = -1,
+                     .lease_ttl = -1,
+                     .quarantine = -1,
+                     .max_per_holder = -1};
+    int c;
+    while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
         switch (c) {
-        case 'd':
-            db = optarg;
+        case O_DB:
+            a.db = optarg;
             break;
-        case 'D':
-            dir = optarg;
+        case O_DIR:
+            a.dir = optarg;
             break;
-        case 'j':
-            json = 1;
+        case O_JSON:
+            a.json = 1;
+            break;
+        case O_REALM:
+            a.realm = optarg;
+            break;
+        case O_IMPU:
+            a.impu = optarg;
+            break;
+        case O_IMPI:
+            a.impi = optarg;
+            break;
+        case O_HOLDER:
+            a.holder = optarg;
+            break;
+        case O_REASON:
+            a.reason = optarg;
+            break;
+        case O_LEASE_TTL:
+            if ((a.lease_ttl = number(optarg, 1, 604800)) < 0)
+                return usage_error("--lease-ttl must be 1..604800 seconds");
+            break;
+        case O_Q:
+            if ((a.quarantine = number(optarg, 0, 2592000)) < 0)
+                return usage_error("--quarantine must be 0..2592000 seconds");
+            break;
+        case O_MAX:
+            if ((a.max_per_holder = number(optarg, 1, 1000000)) < 0)
+                return usage_error("--max-per-holder must be 1..1000000");
+            break;
+        case O_TTL:
+            if ((a.ttl = number(optarg, 1, 604800)) < 0)
+                return usage_error("--ttl must be 1..604800 seconds");
             break;
         case 'h':
             usage(stdout);
@@ -71,38 +275,36 @@ int main(int argc, char **argv)
             return 2;
         }
     }
-    if (optind >= argc) {
+    int n = argc - optind;
+    char **w = argv + optind;
+    if (n == 0) {
         usage(stderr);
         return 2;
     }
-    const char *cmd = argv[optind++];
-    /* Options may also follow the command. */
-    while ((c = getopt_long(argc, argv, "+h", opts, NULL)) != -1) {
-        switch (c) {
-        case 'd':
-            db = optarg;
-            break;
-        case 'D':
-            dir = optarg;
-            break;
-        case 'j':
-            json = 1;
-            break;
-        default:
-            usage(stderr);
-            return 2;
-        }
+    if (a.db == NULL || *a.db == '\0')
+        return usage_error("no database: give --db URL or set DATABASE_URL");
+    char d[1024];
+    if (n == 1 && strcmp(w[0], "migrate") == 0) {
+        struct imspool_migrate_report rep;
+        enum imspool_result r = imspool_migrate(a.db, a.dir, &rep, d, sizeof(d));
+        if (r != IMSPOOL_OK)
+            return fail(&a, r, d);
+        if (a.json)
+            printf("{\"ok\":true,\"applied\":%d,\"already\":%d,\"version\":%d}\n", rep.applied,
+                   rep.already, rep.latest_version);
+        else if (rep.applied == 0)
+            printf("schema up to date (version %04d)\n", rep.latest_version);
+        else
+            printf("applied %d migration%s; schema version %04d\n", rep.applied,
+                   rep.applied == 1 ? "" : "s", rep.latest_version);
+        return 0;
     }
-    if (optind != argc) {
-        fprintf(stderr, "imspool: unexpected argument '%s'\n", argv[optind]);
-        return 2;
-    }
-    if (db == NULL || *db == '\0') {
-        fprintf(stderr, "imspool: no database: give --db URL or set DATABASE_URL\n");
-        return 2;
-    }
-    if (strcmp(cmd, "migrate") == 0)
-        return cmd_migrate(db, dir, json);
-    fprintf(stderr, "imspool: unknown command '%s' (implemented so far: migrate)\n", cmd);
-    return 2;
+    struct imspool *p;
+    struct imspool_opts o = {.db_url = a.db};
+    enum imspool_result r = imspool_open(&p, &o, d, sizeof(d));
+    if (r != IMSPOOL_OK)
+        return fail(&a, r, d);
+    int rc = run(p, &a, n, w);
+    imspool_close(p);
+    return rc;
 }

@@ -37,4 +37,46 @@ env -u DATABASE_URL "$bin" migrate >/dev/null 2>&1; rc1=$?
 "$bin" >/dev/null 2>&1; rc3=$?
 set -e
 [ $rc1 -eq 2 ] && [ $rc2 -eq 2 ] && [ $rc3 -eq 2 ] || fail "usage exits: $rc1 $rc2 $rc3"
-echo "imspool CLI: migrate applied, re-run no-op, JSON, error contract: ok"
+# Pools, members and leases through the CLI.
+I() { "$bin" --db "$url" "$@"; }
+I pool create anon --realm home1.net --lease-ttl 600 --quarantine 300 >/dev/null
+out=$(I --json member add anon --impu 'sip:anon-{00..01}@home1.net' --impi 'anon-{00..01}@home1.net')
+[ "$out" = '{"ok":true,"added":2}' ] || fail "member add: $out"
+lease=$(I --json allocate anon --holder web-user-1)
+[[ $lease =~ \"impu\":\"sip:anon-0[01]@home1.net\" ]] || fail "allocate: $lease"
+id=$(sed 's/.*"lease":"\([^"]*\)".*/\1/' <<<"$lease")
+I --json allocate anon --holder web-user-2 >/dev/null
+set +e
+err=$(I allocate anon --holder web-user-3 2>&1 >/dev/null); rc=$?
+set -e
+[ $rc -eq 1 ] && [[ $err == "imspool: pool_exhausted:"*"(retry after 900 s)" ]] || fail "exhausted: $rc $err"
+out=$(I --json stats anon)
+[ "$out" = '{"ok":true,"free":0,"leased":2,"quarantined":0,"disabled":0}' ] || fail "stats: $out"
+[[ $(I --json renew "$id" --ttl 60) =~ \"ok\":true ]] || fail "renew"
+[ "$(I release "$id" --reason logout)" = "lease released" ] || fail "release"
+[[ $(I --json sweep) == '{"ok":true,"expired":0}' ]] || fail "sweep"
+
+# Bad input: a clear error and nothing written.
+before=$(psql "$url" -Atc "SELECT (SELECT count(*) FROM pools) || '/' || (SELECT count(*) FROM pool_members) || '/' || (SELECT count(*) FROM leases)")
+set +e
+e1=$(I pool create "x'; drop table pools; --" --realm home1.net --lease-ttl 60 --quarantine 0 2>&1); r1=$?
+e2=$(I pool create neg --realm home1.net --lease-ttl -5 --quarantine 0 2>&1); r2=$?
+e3=$(I member add anon --impu 'sip:anon-{01..05}@home1.net' --impi 'anon-{01..05}@home1.net' 2>&1); r3=$?
+e4=$(I member add anon --impu 'sip:a-{1..10}@home1.net' --impi x 2>&1); r4=$?
+e5=$(I release 00000000-0000-0000-0000-000000000000 2>&1); r5=$?
+e6=$(I release "$id" 2>&1); r6=$?
+e7=$(I allocate nopool --holder h 2>&1); r7=$?
+set -e
+[ $r1 -eq 1 ] && [[ $e1 == "imspool: invalid_argument:"* ]] || fail "metachar name: $r1 $e1"
+[ $r2 -eq 2 ] && [[ $e2 == *"--lease-ttl must be"* ]] || fail "negative ttl: $r2 $e2"
+[ $r3 -eq 1 ] && [[ $e3 == "imspool: duplicate:"* ]] || fail "duplicate members: $r3 $e3"
+[ $r4 -eq 1 ] && [[ $e4 == "imspool: invalid_argument:"* ]] || fail "bad pattern: $r4 $e4"
+[ $r5 -eq 1 ] && [[ $e5 == "imspool: lease_unknown:"* ]] || fail "unknown lease: $r5 $e5"
+[ $r6 -eq 1 ] && [[ $e6 == "imspool: lease_already_released:"* ]] || fail "released twice: $r6 $e6"
+[ $r7 -eq 1 ] && [[ $e7 == "imspool: pool_unknown:"* ]] || fail "unknown pool: $r7 $e7"
+for e in "$e1" "$e3" "$e4" "$e5" "$e6" "$e7"; do
+  [ "$(printf '%s\n' "$e" | wc -l)" -eq 1 ] || fail "stderr is not one line: $e"
+done
+after=$(psql "$url" -Atc "SELECT (SELECT count(*) FROM pools) || '/' || (SELECT count(*) FROM pool_members) || '/' || (SELECT count(*) FROM leases)")
+[ "$before" = "$after" ] || fail "bad input wrote something: $before -> $after"
+echo "imspool CLI: migrate, pools, members, leases, JSON and error contract: ok"
