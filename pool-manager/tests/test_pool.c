@@ -273,4 +273,61 @@ Test(pool, concurrent_allocators_never_share_a_member, .timeout = 120)
     cr_assert_gt(atol(PQgetvalue(r, 0, 0)), 100, "the workers made leases");
     PQclear(r);
     PQfinish(c);
+    long v = -1;
+    char d[512];
+    cr_assert_eq(imspool_check(p, &v, NULL, NULL, d, sizeof(d)), IMSPOOL_OK, "%s", d);
+    cr_assert_eq(v, 0, "imspool check is clean after the run");
+}
+
+static void collect(const char *line, void *arg)
+{
+    char *buf = arg;
+    snprintf(buf + strlen(buf), 1024 - strlen(buf), "%s\n", line);
+}
+
+static void count_lease(const struct imspool_lease_info *l, void *arg)
+{
+    (void)l;
+    (*(int *)arg)++;
+}
+
+static void count_pool(const struct imspool_pool_info *pl, void *arg)
+{
+    cr_assert_str_eq(pl->name, "chk");
+    cr_assert_eq(pl->members, 2);
+    (*(int *)arg)++;
+}
+
+Test(pool, check_finds_what_bypasses_the_allocator)
+{
+    make_pool("chk", 600, 300, 1, "sip:c-{1..2}@home1.net");
+    char d[512], lines[1024] = "";
+    struct imspool_lease a;
+    cr_assert_eq(alloc("chk", "alice", &a), IMSPOOL_OK);
+    cr_assert_eq(imspool_release(p, a.id, NULL, d, sizeof(d)), IMSPOOL_OK);
+    long v = -1;
+    cr_assert_eq(imspool_check(p, &v, collect, lines, d, sizeof(d)), IMSPOOL_OK, "%s", d);
+    cr_assert_eq(v, 0, "%s", lines);
+    /* A lease written straight into the table, inside alice's quarantine. */
+    PGconn *c = PQconnectdb(db_url);
+    PGresult *r = PQexec(c, "INSERT INTO leases (pool_id, member_id, holder, created_at, "
+                            "expires_at) SELECT pool_id, member_id, 'mallory', released_at + "
+                            "interval '1 s', released_at + interval '10 min' FROM leases");
+    cr_assert_eq(PQresultStatus(r), PGRES_COMMAND_OK, "%s", PQresultErrorMessage(r));
+    PQclear(r);
+    PQfinish(c);
+    cr_assert_eq(imspool_check(p, &v, collect, lines, d, sizeof(d)), IMSPOOL_OK, "%s", d);
+    cr_assert_eq(v, 1, "%s", lines);
+    cr_assert(strstr(lines, "to mallory started inside the quarantine") != NULL, "%s", lines);
+    int n = 0;
+    cr_assert_eq(imspool_leases(p, "chk", 1, 0, count_lease, &n, d, sizeof(d)), IMSPOOL_OK);
+    cr_assert_eq(n, 1, "one open lease");
+    n = 0;
+    cr_assert_eq(imspool_leases(p, "chk", 0, 0, count_lease, &n, d, sizeof(d)), IMSPOOL_OK);
+    cr_assert_eq(n, 2);
+    cr_assert_eq(imspool_leases(p, "nope", 0, 0, count_lease, &n, d, sizeof(d)),
+                 IMSPOOL_ERR_POOL_UNKNOWN);
+    n = 0;
+    cr_assert_eq(imspool_pool_list(p, count_pool, &n, d, sizeof(d)), IMSPOOL_OK);
+    cr_assert_eq(n, 1);
 }

@@ -24,15 +24,19 @@ static void usage(FILE *f)
           "  release LEASE [--reason TEXT]\n"
           "  sweep\n"
           "  stats POOL\n"
-          "--db defaults to $DATABASE_URL. Not yet built: pool list, member --csv, leases,\n"
-          "check (see pool-manager/README.md).\n",
+          "  pool list\n"
+          "  leases POOL [--active]\n"
+          "  check          (every invariant in SQL; exit 1 and list violations)\n"
+          "--db defaults to $DATABASE_URL. Not yet built: member add --csv (see\n"
+          "pool-manager/README.md).\n",
           f);
 }
 
 struct args {
     const char *db, *dir, *realm, *impu, *impi, *holder, *reason;
     long ttl, lease_ttl, quarantine, max_per_holder;
-    int json;
+    int json, active;
+    int rows; /* listing output state */
 };
 
 static int usage_error(const char *msg)
@@ -50,7 +54,7 @@ static long number(const char *s, long lo, long hi)
     return (*s && !*e && !errno && v >= lo && v <= hi) ? v : -1;
 }
 
-static int fail(const struct args *a, enum imspool_result r, const char *detail)
+static int fail(struct args *a, enum imspool_result r, const char *detail)
 {
     fprintf(stderr, "imspool: %s: %s\n", imspool_strerror(r), detail);
     if (a->json)
@@ -73,7 +77,7 @@ static void json_str(const char *s)
     putchar('"');
 }
 
-static void print_lease(const struct args *a, const struct imspool_lease *l)
+static void print_lease(struct args *a, const struct imspool_lease *l)
 {
     if (a->json) {
         printf("{\"ok\":true,\"lease\":");
@@ -89,7 +93,7 @@ static void print_lease(const struct args *a, const struct imspool_lease *l)
     }
 }
 
-static int ok(const struct args *a, const char *text)
+static int ok(struct args *a, const char *text)
 {
     if (a->json)
         printf("{\"ok\":true}\n");
@@ -98,7 +102,65 @@ static int ok(const struct args *a, const char *text)
     return 0;
 }
 
-static int run(struct imspool *p, const struct args *a, int n, char **w)
+static void print_pool(const struct imspool_pool_info *pl, void *arg)
+{
+    struct args *a = arg;
+    if (a->json) {
+        printf("%s{\"name\":", a->rows++ ? "," : "");
+        json_str(pl->name);
+        printf(",\"realm\":");
+        json_str(pl->realm);
+        printf(",\"lease_ttl\":%d,\"quarantine\":%d,\"max_per_holder\":%d,\"state\":\"%s\","
+               "\"members\":%ld}",
+               pl->lease_ttl_s, pl->quarantine_s, pl->max_per_holder,
+               pl->draining ? "draining" : "active", pl->members);
+    } else {
+        if (a->rows++ == 0)
+            printf("%-24s %-20s %9s %10s %7s %-8s %8s\n", "NAME", "REALM", "LEASE_TTL",
+                   "QUARANTINE", "MAX/H", "STATE", "MEMBERS");
+        printf("%-24s %-20s %9d %10d %7d %-8s %8ld\n", pl->name, pl->realm, pl->lease_ttl_s,
+               pl->quarantine_s, pl->max_per_holder, pl->draining ? "draining" : "active",
+               pl->members);
+    }
+}
+
+static void print_lease_row(const struct imspool_lease_info *l, void *arg)
+{
+    struct args *a = arg;
+    if (a->json) {
+        printf("%s{\"lease\":", a->rows++ ? "," : "");
+        json_str(l->id);
+        printf(",\"holder\":");
+        json_str(l->holder);
+        printf(",\"impu\":");
+        json_str(l->impu);
+        printf(",\"created_ms\":%lld,\"expires_ms\":%lld,\"released_ms\":%lld,\"reason\":",
+               (long long)l->created_ms, (long long)l->expires_ms, (long long)l->released_ms);
+        if (l->release_reason)
+            json_str(l->release_reason);
+        else
+            printf("null");
+        putchar('}');
+    } else {
+        if (a->rows++ == 0)
+            printf("%-36s %-20s %-32s %-10s\n", "LEASE", "HOLDER", "IMPU", "STATE");
+        printf("%-36s %-20s %-32s %-10s\n", l->id, l->holder, l->impu,
+               l->release_reason ? l->release_reason : "open");
+    }
+}
+
+static void print_violation(const char *line, void *arg)
+{
+    struct args *a = arg;
+    if (a->json) {
+        printf("%s", a->rows++ ? "," : "");
+        json_str(line);
+    } else {
+        printf("violation: %s\n", line);
+    }
+}
+
+static int run(struct imspool *p, struct args *a, int n, char **w)
 {
     char d[1024];
     enum imspool_result r;
@@ -186,6 +248,39 @@ static int run(struct imspool *p, const struct args *a, int n, char **w)
             printf("expired %ld lease%s\n", expired, expired == 1 ? "" : "s");
         return 0;
     }
+    if (n == 2 && !strcmp(w[0], "pool") && !strcmp(w[1], "list")) {
+        if (a->json)
+            printf("{\"ok\":true,\"pools\":[");
+        r = imspool_pool_list(p, print_pool, a, d, sizeof(d));
+        if (a->json)
+            printf("]}\n");
+        return r ? fail(a, r, d) : 0;
+    }
+    if (n == 2 && !strcmp(w[0], "leases")) {
+        if (a->json)
+            printf("{\"ok\":true,\"leases\":[");
+        r = imspool_leases(p, w[1], a->active, 0, print_lease_row, a, d, sizeof(d));
+        if (a->json)
+            printf("]}\n");
+        return r ? fail(a, r, d) : 0;
+    }
+    if (n == 1 && !strcmp(w[0], "check")) {
+        long v = 0;
+        if (a->json)
+            printf("{\"violations\":[");
+        r = imspool_check(p, &v, print_violation, a, d, sizeof(d));
+        if (a->json)
+            printf("],\"ok\":%s}\n", r == IMSPOOL_OK && v == 0 ? "true" : "false");
+        if (r)
+            return fail(a, r, d);
+        if (v) {
+            fprintf(stderr, "imspool: check: %ld violation%s\n", v, v == 1 ? "" : "s");
+            return 1;
+        }
+        if (!a->json)
+            puts("no violations");
+        return 0;
+    }
     return usage_error("unknown command or wrong number of arguments");
 }
 
@@ -203,7 +298,8 @@ int main(int argc, char **argv)
         O_IMPI,
         O_HOLDER,
         O_TTL,
-        O_REASON
+        O_REASON,
+        O_ACTIVE
     };
     static const struct option opts[] = {{"db", required_argument, 0, O_DB},
                                          {"dir", required_argument, 0, O_DIR},
@@ -217,6 +313,7 @@ int main(int argc, char **argv)
                                          {"holder", required_argument, 0, O_HOLDER},
                                          {"ttl", required_argument, 0, O_TTL},
                                          {"reason", required_argument, 0, O_REASON},
+                                         {"active", no_argument, 0, O_ACTIVE},
                                          {"help", no_argument, 0, 'h'},
                                          {0, 0, 0, 0}};
     struct args a = {.db = getenv("DATABASE_URL"),
@@ -247,6 +344,9 @@ int main(int argc, char **argv)
             break;
         case O_HOLDER:
             a.holder = optarg;
+            break;
+        case O_ACTIVE:
+            a.active = 1;
             break;
         case O_REASON:
             a.reason = optarg;

@@ -56,6 +56,12 @@ out=$(I --json stats anon)
 [ "$(I release "$id" --reason logout)" = "lease released" ] || fail "release"
 [[ $(I --json sweep) == '{"ok":true,"expired":0}' ]] || fail "sweep"
 
+[ "$(I check)" = "no violations" ] || fail "check"
+out=$(I --json pool list)
+[[ $out == '{"ok":true,"pools":[{"name":"anon","realm":"home1.net","lease_ttl":600,"quarantine":300,"max_per_holder":1,"state":"active","members":2}]}' ]] || fail "pool list: $out"
+[ "$(I leases anon --active | wc -l)" -eq 2 ] || fail "leases --active (header + 1)"
+[ "$(I --json leases anon | grep -o '"lease":' | wc -l)" -eq 2 ] || fail "leases"
+
 # Bad input: a clear error and nothing written.
 before=$(psql "$url" -Atc "SELECT (SELECT count(*) FROM pools) || '/' || (SELECT count(*) FROM pool_members) || '/' || (SELECT count(*) FROM leases)")
 set +e

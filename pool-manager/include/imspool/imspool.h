@@ -138,6 +138,36 @@ enum imspool_result imspool_release(struct imspool *p, const char *lease_id, con
 enum imspool_result imspool_sweep(struct imspool *p, long *expired, char *detail,
                                   size_t detail_len);
 
+/* ---- listings and invariant check ---- */
+
+struct imspool_pool_info {
+    const char *name, *realm; /* borrowed for the duration of the callback */
+    int lease_ttl_s, quarantine_s, max_per_holder, draining;
+    long members;
+};
+typedef void (*imspool_pool_fn)(const struct imspool_pool_info *pool, void *arg);
+/* Calls fn for every pool, by name. */
+enum imspool_result imspool_pool_list(struct imspool *p, imspool_pool_fn fn, void *arg,
+                                      char *detail, size_t detail_len);
+
+struct imspool_lease_info {
+    const char *id, *holder, *impi, *impu, *release_reason; /* reason NULL while open */
+    int64_t created_ms, expires_ms, released_ms;            /* released_ms 0 while open */
+};
+typedef void (*imspool_lease_fn)(const struct imspool_lease_info *lease, void *arg);
+/* Calls fn for the leases of pool, newest first; open_only limits it to open leases.
+ * At most limit rows (0: 1000). */
+enum imspool_result imspool_leases(struct imspool *p, const char *pool, int open_only, long limit,
+                                   imspool_lease_fn fn, void *arg, char *detail, size_t detail_len);
+
+/* Checks, in SQL, the invariants the schema cannot state: no member in two leases whose
+ * lifetimes overlap, no lease to another holder inside a quarantine, no holder over its
+ * pool's cap, no lease on a member outside the pool's IMPU rules. Calls fn (may be NULL)
+ * with one line per violation and sets *violations. */
+typedef void (*imspool_violation_fn)(const char *line, void *arg);
+enum imspool_result imspool_check(struct imspool *p, long *violations, imspool_violation_fn fn,
+                                  void *arg, char *detail, size_t detail_len);
+
 #ifdef __cplusplus
 }
 #endif
