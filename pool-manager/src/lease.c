@@ -8,6 +8,18 @@
 #define NOW_SQL           "to_timestamp($2::bigint / 1000.0)"
 #define ALLOCATE_ATTEMPTS 5
 
+/* Ends overdue leases (those matching WHERE_EXTRA too) at their expiry, quarantined from
+ * then, and updates their members in the same statement. Parameter $2 is now. */
+#define EXPIRE_SQL(WHERE_EXTRA)                                                                    \
+    "WITH ended AS (UPDATE leases l SET released_at = l.expires_at, "                              \
+    "  release_reason = 'expired', quarantine_until = l.expires_at + "                             \
+    "  make_interval(secs => pl.quarantine_s) FROM pools pl WHERE " WHERE_EXTRA                    \
+    "  pl.id = l.pool_id AND l.released_at IS NULL AND l.expires_at <= " NOW_SQL                   \
+    "  RETURNING l.member_id, l.holder, l.released_at, l.quarantine_until) "                       \
+    "UPDATE pool_members m SET open_lease = NULL, last_holder = ended.holder, "                    \
+    " last_released_at = ended.released_at, quarantine_until = ended.quarantine_until "            \
+    "FROM ended WHERE m.id = ended.member_id"
+
 static void copy_lease(PGresult *res, int row, int id_col, struct imspool_lease *out)
 {
     snprintf(out->id, sizeof(out->id), "%s", PQgetvalue(res, row, id_col));
@@ -66,15 +78,14 @@ static enum imspool_result allocate_once(struct imspool *p, const char *pool, co
     }
     /* Serialise this holder's allocations in this pool; expire this pool's overdue leases
        (the sweeper does the same for all pools). */
-    const char *lk[] = {pool_id, holder, now, q};
-    res = imspool_q(p,
-                    "WITH lock AS (SELECT pg_advisory_xact_lock(hashtextextended($1 || '/' || "
-                    "$2, 0))) "
-                    "UPDATE leases SET released_at = expires_at, release_reason = 'expired', "
-                    "quarantine_until = expires_at + make_interval(secs => $4::int) "
-                    "WHERE pool_id = $1::bigint AND released_at IS NULL AND expires_at <= "
-                    "to_timestamp($3::bigint / 1000.0) AND (SELECT true FROM lock)",
-                    4, lk, &r, detail, dlen);
+    const char *lk[] = {pool_id, holder};
+    res = imspool_q(p, "SELECT pg_advisory_xact_lock(hashtextextended($1 || '/' || $2, 0))", 2, lk,
+                    &r, detail, dlen);
+    if (res == NULL)
+        goto fail;
+    PQclear(res);
+    const char *ex[] = {pool_id, now};
+    res = imspool_q(p, EXPIRE_SQL("l.pool_id = $1::bigint AND"), 2, ex, &r, detail, dlen);
     if (res == NULL)
         goto fail;
     PQclear(res);
@@ -94,23 +105,27 @@ static enum imspool_result allocate_once(struct imspool *p, const char *pool, co
         goto fail;
     }
     /* A free member: not leased, not in another holder's quarantine; this holder's previous
-       member first (stickiness), then the one free the longest. Locked here, leased by the
-       next statement: its fresh snapshot sees every earlier lease of the member (all of
-       them took this lock), so the lease starts no earlier than the last one ended. */
+       member first (stickiness), then the one free the longest (index order). Locked here,
+       leased by the next statement: its fresh snapshot sees every earlier lease of the
+       member (all of them updated this row), so the lease starts no earlier than the last
+       one ended. */
 #define FREE_MEMBER_SQL                                                                            \
-    " m.pool_id = $1::bigint AND m.state = 'available' "                                           \
-    " AND NOT EXISTS (SELECT 1 FROM leases o WHERE o.member_id = m.id "                            \
-    "                 AND o.released_at IS NULL) "                                                 \
-    " AND NOT EXISTS (SELECT 1 FROM leases q WHERE q.member_id = m.id "                            \
-    "                 AND q.quarantine_until > " NOW_SQL " AND q.holder <> $3) "
+    " m.pool_id = $1::bigint AND m.state = 'available' AND m.open_lease IS NULL "                  \
+    " AND (m.quarantine_until IS NULL OR m.quarantine_until <= " NOW_SQL                           \
+    "      OR m.last_holder = $3) "
     const char *ap[] = {pool_id, now, holder};
     res = imspool_q(p,
                     "SELECT m.id FROM pool_members m WHERE " FREE_MEMBER_SQL
-                    "ORDER BY (SELECT max(s.released_at) FROM leases s WHERE s.member_id = "
-                    " m.id AND s.holder = $3) DESC NULLS LAST, "
-                    " (SELECT max(z.released_at) FROM leases z WHERE z.member_id = m.id) ASC "
-                    " NULLS FIRST, m.id LIMIT 1 FOR UPDATE OF m SKIP LOCKED",
+                    "AND m.last_holder = $3 LIMIT 1 FOR UPDATE OF m SKIP LOCKED",
                     3, ap, &r, detail, dlen);
+    if (res != NULL && PQntuples(res) == 0) {
+        PQclear(res);
+        res = imspool_q(p,
+                        "SELECT m.id FROM pool_members m WHERE " FREE_MEMBER_SQL
+                        "ORDER BY m.last_released_at NULLS FIRST, m.id "
+                        "LIMIT 1 FOR UPDATE OF m SKIP LOCKED",
+                        3, ap, &r, detail, dlen);
+    }
     if (res == NULL)
         goto fail;
     if (PQntuples(res) == 1) {
@@ -120,14 +135,16 @@ static enum imspool_result allocate_once(struct imspool *p, const char *pool, co
         const char *ip[] = {pool_id, now, holder, ttl, member};
         res = imspool_q(
             p,
-            "INSERT INTO leases (pool_id, member_id, holder, created_at, expires_at) "
-            "SELECT $1::bigint, m.id, $3, t.start, t.start + make_interval(secs => $4::int) "
-            "FROM pool_members m, LATERAL (SELECT greatest(" NOW_SQL ", (SELECT "
-            " max(released_at) FROM leases WHERE member_id = m.id)) AS start) t "
-            "WHERE m.id = $5::bigint AND " FREE_MEMBER_SQL
-            "RETURNING id, (SELECT impi FROM pool_members WHERE id = member_id), "
-            " (SELECT impu FROM pool_members WHERE id = member_id), "
-            " (extract(epoch FROM expires_at) * 1000)::bigint",
+            "WITH ins AS (INSERT INTO leases (pool_id, member_id, holder, created_at, "
+            "  expires_at) SELECT $1::bigint, m.id, $3, t.start, t.start + "
+            "  make_interval(secs => $4::int) FROM pool_members m, LATERAL (SELECT greatest("
+            "  " NOW_SQL ", m.last_released_at) AS start) t "
+            "  WHERE m.id = $5::bigint AND " FREE_MEMBER_SQL
+            "  RETURNING id, member_id, expires_at), "
+            "upd AS (UPDATE pool_members pm SET open_lease = ins.id FROM ins "
+            "  WHERE pm.id = ins.member_id RETURNING pm.impi, pm.impu) "
+            "SELECT ins.id, upd.impi, upd.impu, "
+            " (extract(epoch FROM ins.expires_at) * 1000)::bigint FROM ins, upd",
             5, ip, &r, detail, dlen);
         if (res == NULL)
             goto fail;
@@ -269,14 +286,17 @@ IMSPOOL_API enum imspool_result imspool_release(struct imspool *p, const char *l
     imspool_now_param(p, now);
     const char *params[] = {lease_id, now, reason && *reason ? reason : "released"};
     enum imspool_result r = IMSPOOL_OK;
-    PGresult *res = imspool_q(p,
-                              "UPDATE leases l SET released_at = greatest(" NOW_SQL
-                              ", l.created_at), release_reason = $3, quarantine_until = "
-                              " greatest(" NOW_SQL ", l.created_at) + "
-                              " make_interval(secs => pl.quarantine_s) "
-                              "FROM pools pl WHERE l.id = $1::uuid AND pl.id = l.pool_id "
-                              " AND l.released_at IS NULL",
-                              3, params, &r, detail, dlen);
+    PGresult *res = imspool_q(
+        p,
+        "WITH ended AS (UPDATE leases l SET released_at = greatest(" NOW_SQL ", l.created_at), "
+        "  release_reason = $3, quarantine_until = greatest(" NOW_SQL ", l.created_at) + "
+        "  make_interval(secs => pl.quarantine_s) FROM pools pl WHERE l.id = $1::uuid "
+        "  AND pl.id = l.pool_id AND l.released_at IS NULL "
+        "  RETURNING l.member_id, l.holder, l.released_at, l.quarantine_until) "
+        "UPDATE pool_members m SET open_lease = NULL, last_holder = ended.holder, "
+        " last_released_at = ended.released_at, quarantine_until = ended.quarantine_until "
+        "FROM ended WHERE m.id = ended.member_id",
+        3, params, &r, detail, dlen);
     if (res == NULL)
         return r;
     bool ok = strcmp(PQcmdTuples(res), "1") == 0;
@@ -289,16 +309,10 @@ IMSPOOL_API enum imspool_result imspool_sweep(struct imspool *p, long *expired, 
 {
     char now[24];
     imspool_now_param(p, now);
-    /* $1 unused: keeps NOW_SQL's $2 numbering. */
+    /* $1 is unused (an empty string): it keeps NOW_SQL's $2 numbering. */
     const char *params[] = {"", now};
     enum imspool_result r = IMSPOOL_OK;
-    PGresult *res = imspool_q(p,
-                              "UPDATE leases l SET released_at = l.expires_at, "
-                              " release_reason = 'expired', quarantine_until = l.expires_at + "
-                              " make_interval(secs => pl.quarantine_s) "
-                              "FROM pools pl WHERE pl.id = l.pool_id AND l.released_at IS NULL "
-                              " AND l.expires_at <= " NOW_SQL " AND $1::text = ''",
-                              2, params, &r, detail, dlen);
+    PGresult *res = imspool_q(p, EXPIRE_SQL("$1::text = '' AND"), 2, params, &r, detail, dlen);
     if (res == NULL)
         return r;
     if (expired)

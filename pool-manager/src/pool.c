@@ -76,11 +76,9 @@ IMSPOOL_API enum imspool_result imspool_pool_stats(struct imspool *p, const char
     enum imspool_result r = IMSPOOL_OK;
     PGresult *res = imspool_q(
         p,
-        "WITH m AS (SELECT mb.state, "
-        "  EXISTS (SELECT 1 FROM leases l WHERE l.member_id = mb.id AND l.released_at IS NULL) "
-        "    AS leased, "
-        "  EXISTS (SELECT 1 FROM leases l WHERE l.member_id = mb.id "
-        "          AND l.quarantine_until > to_timestamp($2::bigint / 1000.0)) AS quarantined "
+        "WITH m AS (SELECT mb.state, mb.open_lease IS NOT NULL AS leased, "
+        "  coalesce(mb.quarantine_until > to_timestamp($2::bigint / 1000.0), false) "
+        "    AS quarantined "
         "  FROM pools pl JOIN pool_members mb ON mb.pool_id = pl.id WHERE pl.name = $1) "
         "SELECT (SELECT count(*) FROM pools WHERE name = $1), "
         " count(*) FILTER (WHERE state = 'available' AND NOT leased AND NOT quarantined), "

@@ -97,6 +97,10 @@ static const char *const checks[] = {
     " ' open leases, more than ' || pl.max_per_holder "
     "FROM leases l JOIN pools pl ON pl.id = l.pool_id WHERE l.released_at IS NULL "
     "GROUP BY pl.name, pl.max_per_holder, l.holder HAVING count(*) > pl.max_per_holder",
+    /* A member whose open_lease does not name its open lease. */
+    "SELECT 'member ' || m.impu || ': open_lease does not match the leases table' "
+    "FROM pool_members m LEFT JOIN leases l ON l.member_id = m.id AND l.released_at IS NULL "
+    "WHERE m.open_lease IS DISTINCT FROM l.id",
     /* A released lease whose quarantine is not the pool's (release bypassed the library). */
     "SELECT 'lease ' || l.id || ': quarantine_until does not follow the pool''s quarantine' "
     "FROM leases l JOIN pools pl ON pl.id = l.pool_id WHERE l.released_at IS NOT NULL "

@@ -317,8 +317,9 @@ Test(pool, check_finds_what_bypasses_the_allocator)
     PQclear(r);
     PQfinish(c);
     cr_assert_eq(imspool_check(p, &v, collect, lines, d, sizeof(d)), IMSPOOL_OK, "%s", d);
-    cr_assert_eq(v, 1, "%s", lines);
+    cr_assert_eq(v, 2, "%s", lines);
     cr_assert(strstr(lines, "to mallory started inside the quarantine") != NULL, "%s", lines);
+    cr_assert(strstr(lines, "open_lease does not match") != NULL, "%s", lines);
     int n = 0;
     cr_assert_eq(imspool_leases(p, "chk", 1, 0, count_lease, &n, d, sizeof(d)), IMSPOOL_OK);
     cr_assert_eq(n, 1, "one open lease");
