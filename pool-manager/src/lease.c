@@ -28,17 +28,11 @@ static void copy_lease(PGresult *res, int row, int id_col, struct imspool_lease 
     out->expires_ms = atoll(PQgetvalue(res, row, id_col + 3));
 }
 
-static void rollback(struct imspool *p)
-{
-    enum imspool_result ignored;
-    imspool_x(p, "ROLLBACK", &ignored, NULL, 0);
-}
-
 /*
- * One attempt, in one transaction. The per-holder advisory lock makes the holder cap exact;
- * FOR UPDATE SKIP LOCKED lets concurrent allocators take different members; the unique
- * index on open leases catches the rare race where a member was leased by a transaction
- * that committed after this one's snapshot (the caller then retries).
+ * One call of imspool_allocate() (sql/migrations/0003): the holder's advisory lock, inline
+ * expiry, the cap, the member pick (FOR UPDATE SKIP LOCKED) and the lease happen in one
+ * server-side transaction, so an allocation costs one round trip. A unique violation (a
+ * lease inserted around the library) comes back as IMSPOOL_ERR_DUPLICATE and is retried.
  */
 static enum imspool_result allocate_once(struct imspool *p, const char *pool, const char *holder,
                                          int ttl_s, struct imspool_lease *out, char *detail,
@@ -48,138 +42,33 @@ static enum imspool_result allocate_once(struct imspool *p, const char *pool, co
     char now[24], ttl[16];
     imspool_now_param(p, now);
     snprintf(ttl, sizeof(ttl), "%d", ttl_s);
-    if (!imspool_x(p, "BEGIN", &r, detail, dlen))
-        return r;
-    const char *pp[] = {pool};
+    const char *params[] = {pool, now, holder, ttl};
     PGresult *res = imspool_q(p,
-                              "SELECT id, state, lease_ttl_s, quarantine_s, max_per_holder "
-                              "FROM pools WHERE name = $1",
-                              1, pp, &r, detail, dlen);
+                              "SELECT status, lease_id, impi, impu, "
+                              " (extract(epoch FROM expires_at) * 1000)::bigint, retry_after "
+                              "FROM imspool_allocate($1, $3, $4::int, " NOW_SQL ")",
+                              4, params, &r, detail, dlen);
     if (res == NULL)
-        goto fail;
-    if (PQntuples(res) == 0) {
-        PQclear(res);
+        return r;
+    const char *st = PQgetvalue(res, 0, 0);
+    if (strcmp(st, "ok") == 0) {
+        copy_lease(res, 0, 1, out);
+        r = IMSPOOL_OK;
+    } else if (strcmp(st, "pool_unknown") == 0) {
         imspool_detail(detail, dlen, "no pool named %s", pool);
         r = IMSPOOL_ERR_POOL_UNKNOWN;
-        goto fail;
-    }
-    char pool_id[24], q[16], cap[16];
-    snprintf(pool_id, sizeof(pool_id), "%s", PQgetvalue(res, 0, 0));
-    bool draining = strcmp(PQgetvalue(res, 0, 1), "draining") == 0;
-    if (ttl_s == 0)
-        snprintf(ttl, sizeof(ttl), "%s", PQgetvalue(res, 0, 2));
-    snprintf(q, sizeof(q), "%s", PQgetvalue(res, 0, 3));
-    snprintf(cap, sizeof(cap), "%s", PQgetvalue(res, 0, 4));
-    PQclear(res);
-    if (draining) {
+    } else if (strcmp(st, "pool_draining") == 0) {
         imspool_detail(detail, dlen, "pool %s is draining: no new leases", pool);
         r = IMSPOOL_ERR_POOL_DRAINING;
-        goto fail;
-    }
-    /* Serialise this holder's allocations in this pool; expire this pool's overdue leases
-       (the sweeper does the same for all pools). */
-    const char *lk[] = {pool_id, holder};
-    res = imspool_q(p, "SELECT pg_advisory_xact_lock(hashtextextended($1 || '/' || $2, 0))", 2, lk,
-                    &r, detail, dlen);
-    if (res == NULL)
-        goto fail;
-    PQclear(res);
-    const char *ex[] = {pool_id, now};
-    res = imspool_q(p, EXPIRE_SQL("l.pool_id = $1::bigint AND"), 2, ex, &r, detail, dlen);
-    if (res == NULL)
-        goto fail;
-    PQclear(res);
-    const char *cp[] = {pool_id, holder};
-    res = imspool_q(p,
-                    "SELECT count(*) FROM leases WHERE pool_id = $1::bigint AND holder = $2 "
-                    "AND released_at IS NULL",
-                    2, cp, &r, detail, dlen);
-    if (res == NULL)
-        goto fail;
-    bool capped = atol(PQgetvalue(res, 0, 0)) >= atol(cap);
-    PQclear(res);
-    if (capped) {
-        imspool_detail(detail, dlen, "holder has %s open lease(s) in %s, the pool's maximum", cap,
-                       pool);
+    } else if (strcmp(st, "holder_cap") == 0) {
+        imspool_detail(detail, dlen, "holder has the maximum of open leases in %s", pool);
         r = IMSPOOL_ERR_HOLDER_CAP;
-        goto fail;
+    } else {
+        out->retry_after_s = PQgetisnull(res, 0, 5) ? -1 : atoll(PQgetvalue(res, 0, 5));
+        imspool_detail(detail, dlen, "pool %s has no free member", pool);
+        r = IMSPOOL_ERR_POOL_EXHAUSTED;
     }
-    /* A free member: not leased, not in another holder's quarantine; this holder's previous
-       member first (stickiness), then the one free the longest (index order). Locked here,
-       leased by the next statement: its fresh snapshot sees every earlier lease of the
-       member (all of them updated this row), so the lease starts no earlier than the last
-       one ended. */
-#define FREE_MEMBER_SQL                                                                            \
-    " m.pool_id = $1::bigint AND m.state = 'available' AND m.open_lease IS NULL "                  \
-    " AND (m.quarantine_until IS NULL OR m.quarantine_until <= " NOW_SQL                           \
-    "      OR m.last_holder = $3) "
-    const char *ap[] = {pool_id, now, holder};
-    res = imspool_q(p,
-                    "SELECT m.id FROM pool_members m WHERE " FREE_MEMBER_SQL
-                    "AND m.last_holder = $3 LIMIT 1 FOR UPDATE OF m SKIP LOCKED",
-                    3, ap, &r, detail, dlen);
-    if (res != NULL && PQntuples(res) == 0) {
-        PQclear(res);
-        res = imspool_q(p,
-                        "SELECT m.id FROM pool_members m WHERE " FREE_MEMBER_SQL
-                        "ORDER BY m.last_released_at NULLS FIRST, m.id "
-                        "LIMIT 1 FOR UPDATE OF m SKIP LOCKED",
-                        3, ap, &r, detail, dlen);
-    }
-    if (res == NULL)
-        goto fail;
-    if (PQntuples(res) == 1) {
-        char member[24];
-        snprintf(member, sizeof(member), "%s", PQgetvalue(res, 0, 0));
-        PQclear(res);
-        const char *ip[] = {pool_id, now, holder, ttl, member};
-        res = imspool_q(
-            p,
-            "WITH ins AS (INSERT INTO leases (pool_id, member_id, holder, created_at, "
-            "  expires_at) SELECT $1::bigint, m.id, $3, t.start, t.start + "
-            "  make_interval(secs => $4::int) FROM pool_members m, LATERAL (SELECT greatest("
-            "  " NOW_SQL ", m.last_released_at) AS start) t "
-            "  WHERE m.id = $5::bigint AND " FREE_MEMBER_SQL
-            "  RETURNING id, member_id, expires_at), "
-            "upd AS (UPDATE pool_members pm SET open_lease = ins.id FROM ins "
-            "  WHERE pm.id = ins.member_id RETURNING pm.impi, pm.impu) "
-            "SELECT ins.id, upd.impi, upd.impu, "
-            " (extract(epoch FROM ins.expires_at) * 1000)::bigint FROM ins, upd",
-            5, ip, &r, detail, dlen);
-        if (res == NULL)
-            goto fail;
-        bool got = PQntuples(res) == 1;
-        if (got)
-            copy_lease(res, 0, 0, out);
-        PQclear(res);
-        if (!got) { /* taken between our snapshot and our lock: try again */
-            r = IMSPOOL_ERR_DUPLICATE;
-            goto fail;
-        }
-        if (!imspool_x(p, "COMMIT", &r, detail, dlen))
-            goto fail;
-        return IMSPOOL_OK;
-    }
-#undef FREE_MEMBER_SQL
     PQclear(res);
-    /* Exhausted: when does the first member free up (expiry or end of quarantine)? */
-    const char *ep[] = {pool_id, now, holder};
-    res = imspool_q(p,
-                    "SELECT ceil(extract(epoch FROM least("
-                    " (SELECT min(expires_at) + make_interval(secs => (SELECT quarantine_s "
-                    "  FROM pools WHERE id = $1::bigint)) FROM leases WHERE pool_id = "
-                    "  $1::bigint AND released_at IS NULL), "
-                    " (SELECT min(quarantine_until) FROM leases WHERE pool_id = $1::bigint "
-                    "  AND quarantine_until > " NOW_SQL " AND holder <> $3)) - " NOW_SQL "))",
-                    3, ep, &r, detail, dlen);
-    if (res == NULL)
-        goto fail;
-    out->retry_after_s = PQgetisnull(res, 0, 0) ? -1 : atoll(PQgetvalue(res, 0, 0));
-    PQclear(res);
-    imspool_detail(detail, dlen, "pool %s has no free member", pool);
-    r = IMSPOOL_ERR_POOL_EXHAUSTED;
-fail:
-    rollback(p);
     return r;
 }
 
