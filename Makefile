@@ -33,6 +33,8 @@ fuzz: deps build-fuzz
 
 bench: deps build-release
 	build/release/bench/imsauth_bench
+	scripts/devstack up >/dev/null
+	set -a; . var/devstack.env; set +a; build/release/bench/pool_bench 16 10
 
 format:
 	git ls-files '*.c' '*.h' | xargs clang-format -i
