@@ -101,6 +101,15 @@ static const char *const checks[] = {
     "SELECT 'member ' || m.impu || ': open_lease does not match the leases table' "
     "FROM pool_members m LEFT JOIN leases l ON l.member_id = m.id AND l.released_at IS NULL "
     "WHERE m.open_lease IS DISTINCT FROM l.id",
+    /* A member whose copy of its last ended lease (0002) differs from the leases table. */
+    "SELECT 'member ' || m.impu || ': last_holder/last_released_at/quarantine_until do not "
+    " match its last ended lease' "
+    "FROM pool_members m LEFT JOIN LATERAL (SELECT holder, released_at, quarantine_until "
+    "  FROM leases l WHERE l.member_id = m.id AND l.released_at IS NOT NULL "
+    "  ORDER BY l.released_at DESC, l.id LIMIT 1) last ON true "
+    "WHERE m.last_holder IS DISTINCT FROM last.holder "
+    "   OR m.last_released_at IS DISTINCT FROM last.released_at "
+    "   OR m.quarantine_until IS DISTINCT FROM last.quarantine_until",
     /* A released lease whose quarantine is not the pool's (release bypassed the library). */
     "SELECT 'lease ' || l.id || ': quarantine_until does not follow the pool''s quarantine' "
     "FROM leases l JOIN pools pl ON pl.id = l.pool_id WHERE l.released_at IS NOT NULL "

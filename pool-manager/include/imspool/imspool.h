@@ -2,8 +2,9 @@
  * libimspool: temporary IMPU/IMPI pools for WebRTC access to IMS (TS 24.371 6.2.3/6.3.2),
  * with PostgreSQL as the only authority on leases.
  *
- * This first part holds the schema migrations of sql/migrations (the identity service
- * schema shared with the WAF); pools, members and leases follow (see pool-manager/README.md).
+ * It holds the schema migrations of sql/migrations (the identity service schema shared
+ * with the WAF), pools, members and leases, listings and an invariant check. What the
+ * pool-manager issue still asks for is listed in pool-manager/README.md.
  *
  * The library prints nothing; every function reports a result and, where a detail buffer
  * is given, a one-line explanation. Exported symbols all start with imspool_.
@@ -160,10 +161,11 @@ typedef void (*imspool_lease_fn)(const struct imspool_lease_info *lease, void *a
 enum imspool_result imspool_leases(struct imspool *p, const char *pool, int open_only, long limit,
                                    imspool_lease_fn fn, void *arg, char *detail, size_t detail_len);
 
-/* Checks, in SQL, the invariants the schema cannot state: no member in two leases whose
- * lifetimes overlap, no lease to another holder inside a quarantine, no holder over its
- * pool's cap, no lease on a member outside the pool's IMPU rules. Calls fn (may be NULL)
- * with one line per violation and sets *violations. */
+/* Checks, in SQL, what the schema cannot state: no member in two leases whose lifetimes
+ * overlap, no lease to another holder inside a quarantine, no holder over its pool's cap,
+ * the member row's copy of its lease state (open_lease, last_holder, last_released_at,
+ * quarantine_until) equal to the leases table, and each quarantine following its pool.
+ * Calls fn (may be NULL) with one line per violation and sets *violations. */
 typedef void (*imspool_violation_fn)(const char *line, void *arg);
 enum imspool_result imspool_check(struct imspool *p, long *violations, imspool_violation_fn fn,
                                   void *arg, char *detail, size_t detail_len);
