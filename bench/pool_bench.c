@@ -5,6 +5,7 @@
  * pgbench. Last line: {"clients":C,"alloc_per_s":N,"pgbench_tps":N,"ratio":R,...}
  * usage: pool_bench [CLIENTS] [SECONDS]      (default 16 and 10)
  */
+#include "ims_common/testdb.h"
 #include "imspool/imspool.h"
 
 #include <libpq-fe.h>
@@ -16,18 +17,6 @@
 #include <unistd.h>
 
 #define DB "imspool_bench"
-
-static void admin(const char *sql)
-{
-    PGconn *c = PQconnectdb(getenv("DATABASE_URL"));
-    PGresult *r = PQexec(c, sql);
-    if (PQresultStatus(r) != PGRES_COMMAND_OK) {
-        fprintf(stderr, "pool_bench: %s: %s", sql, PQresultErrorMessage(r));
-        exit(2);
-    }
-    PQclear(r);
-    PQfinish(c);
-}
 
 static double now_s(void)
 {
@@ -66,25 +55,15 @@ int main(int argc, char **argv)
 {
     int clients = argc > 1 ? atoi(argv[1]) : 16;
     int secs = argc > 2 ? atoi(argv[2]) : 10;
-    const char *admin_url = getenv("DATABASE_URL");
-    if (clients < 1 || clients > 256 || secs < 1 || admin_url == NULL) {
+    if (clients < 1 || clients > 256 || secs < 1 || getenv("DATABASE_URL") == NULL) {
         fprintf(stderr, "usage: pool_bench [CLIENTS] [SECONDS]   (needs $DATABASE_URL)\n");
         return 2;
     }
-    admin("DROP DATABASE IF EXISTS " DB " WITH (FORCE)");
-    admin("CREATE DATABASE " DB);
-    PQconninfoOption *opt = PQconninfoParse(admin_url, NULL);
-    const char *host = "127.0.0.1", *port = "5432", *user = "ims";
-    for (PQconninfoOption *q = opt; q->keyword; q++) {
-        if (q->val && !strcmp(q->keyword, "host"))
-            host = q->val;
-        if (q->val && !strcmp(q->keyword, "port"))
-            port = q->val;
-        if (q->val && !strcmp(q->keyword, "user"))
-            user = q->val;
-    }
     char url[256], d[512];
-    snprintf(url, sizeof(url), "host=%s port=%s user=%s dbname=" DB, host, port, user);
+    if (ims_testdb_create(DB, url, sizeof(url), d, sizeof(d)) != 0) {
+        fprintf(stderr, "pool_bench: %s\n", d);
+        return 2;
+    }
     struct imspool *p;
     struct imspool_opts o = {.db_url = url};
     struct imspool_pool_spec spec = {"bench", "home1.net", 600, 0, 1};
@@ -139,7 +118,7 @@ int main(int argc, char **argv)
     if (f)
         pclose(f);
     printf("pgbench TPC-B-like: %d clients, %d s, %.0f tps\n", clients, secs, tps);
-    admin("DROP DATABASE IF EXISTS " DB " WITH (FORCE)");
+    ims_testdb_drop(DB);
     printf("{\"clients\":%d,\"alloc_per_s\":%.0f,\"pgbench_tps\":%.0f,\"ratio\":%.3f,"
            "\"seconds\":%d,\"members\":%ld,\"errors\":%ld}\n",
            clients, alloc_per_s, tps, tps > 0 ? alloc_per_s / tps : 0, secs, added, errors);

@@ -3,6 +3,7 @@
  * works in a database of its own, created here and dropped afterwards.
  */
 #include "imspool/imspool.h"
+#include "ims_common/testdb.h"
 
 #include <criterion/criterion.h>
 #include <libpq-fe.h>
@@ -15,51 +16,18 @@
 
 static char db_url[512], db_name[64];
 
-/* Connection string of the admin database with dbname replaced. */
-static void url_for(const char *dbname, char *out, size_t n)
-{
-    const char *admin = getenv("DATABASE_URL");
-    cr_assert_not_null(admin, "DATABASE_URL must be set (scripts/devstack up)");
-    PQconninfoOption *o = PQconninfoParse(admin, NULL);
-    cr_assert_not_null(o);
-    const char *host = "127.0.0.1", *port = "5432", *user = "ims";
-    for (PQconninfoOption *p = o; p->keyword; p++) {
-        if (p->val && strcmp(p->keyword, "host") == 0)
-            host = p->val;
-        if (p->val && strcmp(p->keyword, "port") == 0)
-            port = p->val;
-        if (p->val && strcmp(p->keyword, "user") == 0)
-            user = p->val;
-    }
-    snprintf(out, n, "host=%s port=%s user=%s dbname=%s", host, port, user, dbname);
-    PQconninfoFree(o);
-}
-
-static void admin_exec(const char *sql)
-{
-    PGconn *c = PQconnectdb(getenv("DATABASE_URL"));
-    cr_assert_eq(PQstatus(c), CONNECTION_OK, "%s", PQerrorMessage(c));
-    PGresult *r = PQexec(c, sql);
-    cr_assert_eq(PQresultStatus(r), PGRES_COMMAND_OK, "%s: %s", sql, PQresultErrorMessage(r));
-    PQclear(r);
-    PQfinish(c);
-}
-
 static void fresh_db(void)
 {
     static int seq;
+    char err[512];
     snprintf(db_name, sizeof(db_name), "imspool_mig_%d_%d", (int)getpid(), seq++);
-    char sql[256];
-    snprintf(sql, sizeof(sql), "CREATE DATABASE %s", db_name);
-    admin_exec(sql);
-    url_for(db_name, db_url, sizeof(db_url));
+    cr_assert_eq(ims_testdb_create(db_name, db_url, sizeof(db_url), err, sizeof(err)), 0, "%s",
+                 err);
 }
 
 static void drop_db(void)
 {
-    char sql[256];
-    snprintf(sql, sizeof(sql), "DROP DATABASE IF EXISTS %s WITH (FORCE)", db_name);
-    admin_exec(sql);
+    ims_testdb_drop(db_name);
 }
 
 TestSuite(migrate, .init = fresh_db, .fini = drop_db, .timeout = 120);

@@ -3,6 +3,7 @@
  * database; time comes from an injected clock, never from sleeping.
  */
 #include "imspool/imspool.h"
+#include "ims_common/testdb.h"
 
 #include <criterion/criterion.h>
 #include <libpq-fe.h>
@@ -22,37 +23,13 @@ static int64_t test_clock(void *arg)
     return *(int64_t *)arg;
 }
 
-static void admin_exec(const char *sql)
-{
-    PGconn *c = PQconnectdb(getenv("DATABASE_URL"));
-    cr_assert_eq(PQstatus(c), CONNECTION_OK, "DATABASE_URL: %s", PQerrorMessage(c));
-    PGresult *r = PQexec(c, sql);
-    cr_assert_eq(PQresultStatus(r), PGRES_COMMAND_OK, "%s", PQresultErrorMessage(r));
-    PQclear(r);
-    PQfinish(c);
-}
-
 static void setup(void)
 {
-    cr_assert_not_null(getenv("DATABASE_URL"), "DATABASE_URL must be set (scripts/devstack)");
     static int seq;
+    char err[512];
     snprintf(db_name, sizeof(db_name), "imspool_pool_%d_%d", (int)getpid(), seq++);
-    char sql[128];
-    snprintf(sql, sizeof(sql), "CREATE DATABASE %s", db_name);
-    admin_exec(sql);
-    PQconninfoOption *o = PQconninfoParse(getenv("DATABASE_URL"), NULL);
-    const char *host = "127.0.0.1", *port = "5432", *user = "ims";
-    for (PQconninfoOption *q = o; q->keyword; q++) {
-        if (q->val && !strcmp(q->keyword, "host"))
-            host = q->val;
-        if (q->val && !strcmp(q->keyword, "port"))
-            port = q->val;
-        if (q->val && !strcmp(q->keyword, "user"))
-            user = q->val;
-    }
-    snprintf(db_url, sizeof(db_url), "host=%s port=%s user=%s dbname=%s", host, port, user,
-             db_name);
-    PQconninfoFree(o);
+    cr_assert_eq(ims_testdb_create(db_name, db_url, sizeof(db_url), err, sizeof(err)), 0, "%s",
+                 err);
     char d[512];
     cr_assert_eq(imspool_migrate(db_url, NULL, NULL, d, sizeof(d)), IMSPOOL_OK, "%s", d);
     struct imspool_opts opts = {.db_url = db_url, .clock = test_clock, .clock_arg = &clock_ms};
@@ -63,9 +40,7 @@ static void teardown(void)
 {
     imspool_close(p);
     p = NULL;
-    char sql[128];
-    snprintf(sql, sizeof(sql), "DROP DATABASE IF EXISTS %s WITH (FORCE)", db_name);
-    admin_exec(sql);
+    ims_testdb_drop(db_name);
 }
 
 TestSuite(pool, .init = setup, .fini = teardown, .timeout = 120);
