@@ -36,7 +36,8 @@ struct args {
     const char *db, *dir, *realm, *impu, *impi, *holder, *reason;
     long ttl, lease_ttl, quarantine, max_per_holder;
     int json, active;
-    int rows; /* listing output state */
+    int rows;  /* listing output state */
+    FILE *out; /* where listings print (a memory stream until the call succeeded) */
 };
 
 static int usage_error(const char *msg)
@@ -63,18 +64,23 @@ static int fail(struct args *a, enum imspool_result r, const char *detail)
 }
 
 /* Prints s as a JSON string (the values here are URIs, UUIDs and names). */
-static void json_str(const char *s)
+static void json_str_to(FILE *f, const char *s)
 {
-    putchar('"');
+    fputc('"', f);
     for (; *s; s++) {
         if (*s == '"' || *s == '\\')
-            printf("\\%c", *s);
+            fprintf(f, "\\%c", *s);
         else if ((unsigned char)*s < 0x20)
-            printf("\\u%04x", *s);
+            fprintf(f, "\\u%04x", *s);
         else
-            putchar(*s);
+            fputc(*s, f);
     }
-    putchar('"');
+    fputc('"', f);
+}
+
+static void json_str(const char *s)
+{
+    json_str_to(stdout, s);
 }
 
 static void print_lease(struct args *a, const struct imspool_lease *l)
@@ -106,21 +112,22 @@ static void print_pool(const struct imspool_pool_info *pl, void *arg)
 {
     struct args *a = arg;
     if (a->json) {
-        printf("%s{\"name\":", a->rows++ ? "," : "");
-        json_str(pl->name);
-        printf(",\"realm\":");
-        json_str(pl->realm);
-        printf(",\"lease_ttl\":%d,\"quarantine\":%d,\"max_per_holder\":%d,\"state\":\"%s\","
-               "\"members\":%ld}",
-               pl->lease_ttl_s, pl->quarantine_s, pl->max_per_holder,
-               pl->draining ? "draining" : "active", pl->members);
+        fprintf(a->out, "%s{\"name\":", a->rows++ ? "," : "");
+        json_str_to(a->out, pl->name);
+        fprintf(a->out, ",\"realm\":");
+        json_str_to(a->out, pl->realm);
+        fprintf(a->out,
+                ",\"lease_ttl\":%d,\"quarantine\":%d,\"max_per_holder\":%d,\"state\":\"%s\","
+                "\"members\":%ld}",
+                pl->lease_ttl_s, pl->quarantine_s, pl->max_per_holder,
+                pl->draining ? "draining" : "active", pl->members);
     } else {
         if (a->rows++ == 0)
-            printf("%-24s %-20s %9s %10s %7s %-8s %8s\n", "NAME", "REALM", "LEASE_TTL",
-                   "QUARANTINE", "MAX/H", "STATE", "MEMBERS");
-        printf("%-24s %-20s %9d %10d %7d %-8s %8ld\n", pl->name, pl->realm, pl->lease_ttl_s,
-               pl->quarantine_s, pl->max_per_holder, pl->draining ? "draining" : "active",
-               pl->members);
+            fprintf(a->out, "%-24s %-20s %9s %10s %7s %-8s %8s\n", "NAME", "REALM", "LEASE_TTL",
+                    "QUARANTINE", "MAX/H", "STATE", "MEMBERS");
+        fprintf(a->out, "%-24s %-20s %9d %10d %7d %-8s %8ld\n", pl->name, pl->realm,
+                pl->lease_ttl_s, pl->quarantine_s, pl->max_per_holder,
+                pl->draining ? "draining" : "active", pl->members);
     }
 }
 
@@ -128,24 +135,24 @@ static void print_lease_row(const struct imspool_lease_info *l, void *arg)
 {
     struct args *a = arg;
     if (a->json) {
-        printf("%s{\"lease\":", a->rows++ ? "," : "");
-        json_str(l->id);
-        printf(",\"holder\":");
-        json_str(l->holder);
-        printf(",\"impu\":");
-        json_str(l->impu);
-        printf(",\"created_ms\":%lld,\"expires_ms\":%lld,\"released_ms\":%lld,\"reason\":",
-               (long long)l->created_ms, (long long)l->expires_ms, (long long)l->released_ms);
+        fprintf(a->out, "%s{\"lease\":", a->rows++ ? "," : "");
+        json_str_to(a->out, l->id);
+        fprintf(a->out, ",\"holder\":");
+        json_str_to(a->out, l->holder);
+        fprintf(a->out, ",\"impu\":");
+        json_str_to(a->out, l->impu);
+        fprintf(a->out, ",\"created_ms\":%lld,\"expires_ms\":%lld,\"released_ms\":%lld,\"reason\":",
+                (long long)l->created_ms, (long long)l->expires_ms, (long long)l->released_ms);
         if (l->release_reason)
-            json_str(l->release_reason);
+            json_str_to(a->out, l->release_reason);
         else
-            printf("null");
-        putchar('}');
+            fprintf(a->out, "null");
+        fputc('}', a->out);
     } else {
         if (a->rows++ == 0)
-            printf("%-36s %-20s %-32s %-10s\n", "LEASE", "HOLDER", "IMPU", "STATE");
-        printf("%-36s %-20s %-32s %-10s\n", l->id, l->holder, l->impu,
-               l->release_reason ? l->release_reason : "open");
+            fprintf(a->out, "%-36s %-20s %-32s %-10s\n", "LEASE", "HOLDER", "IMPU", "STATE");
+        fprintf(a->out, "%-36s %-20s %-32s %-10s\n", l->id, l->holder, l->impu,
+                l->release_reason ? l->release_reason : "open");
     }
 }
 
@@ -153,10 +160,10 @@ static void print_violation(const char *line, void *arg)
 {
     struct args *a = arg;
     if (a->json) {
-        printf("%s", a->rows++ ? "," : "");
-        json_str(line);
+        fprintf(a->out, "%s", a->rows++ ? "," : "");
+        json_str_to(a->out, line);
     } else {
-        printf("violation: %s\n", line);
+        fprintf(a->out, "violation: %s\n", line);
     }
 }
 
@@ -248,29 +255,37 @@ static int run(struct imspool *p, struct args *a, int n, char **w)
             printf("expired %ld lease%s\n", expired, expired == 1 ? "" : "s");
         return 0;
     }
+    /* Listings print into a memory stream, shown only when the call succeeded, so a
+       failure prints the error object alone. */
+    char *buf = NULL;
+    size_t buflen = 0;
+    a->out = open_memstream(&buf, &buflen);
+    if (a->out == NULL)
+        return fail(a, IMSPOOL_ERR_NOMEM, "cannot buffer output");
     if (n == 2 && !strcmp(w[0], "pool") && !strcmp(w[1], "list")) {
-        if (a->json)
-            printf("{\"ok\":true,\"pools\":[");
         r = imspool_pool_list(p, print_pool, a, d, sizeof(d));
-        if (a->json)
-            printf("]}\n");
+        fclose(a->out);
+        if (r == IMSPOOL_OK)
+            printf(a->json ? "{\"ok\":true,\"pools\":[%s]}\n" : "%s", buf);
+        free(buf);
         return r ? fail(a, r, d) : 0;
     }
     if (n == 2 && !strcmp(w[0], "leases")) {
-        if (a->json)
-            printf("{\"ok\":true,\"leases\":[");
         r = imspool_leases(p, w[1], a->active, 0, print_lease_row, a, d, sizeof(d));
-        if (a->json)
-            printf("]}\n");
+        fclose(a->out);
+        if (r == IMSPOOL_OK)
+            printf(a->json ? "{\"ok\":true,\"leases\":[%s]}\n" : "%s", buf);
+        free(buf);
         return r ? fail(a, r, d) : 0;
     }
     if (n == 1 && !strcmp(w[0], "check")) {
         long v = 0;
-        if (a->json)
-            printf("{\"violations\":[");
         r = imspool_check(p, &v, print_violation, a, d, sizeof(d));
-        if (a->json)
-            printf("],\"ok\":%s}\n", r == IMSPOOL_OK && v == 0 ? "true" : "false");
+        fclose(a->out);
+        if (r == IMSPOOL_OK)
+            printf(a->json ? "{\"violations\":[%s],\"ok\":%s}\n" : "%s", buf,
+                   v == 0 ? "true" : "false");
+        free(buf);
         if (r)
             return fail(a, r, d);
         if (v) {
@@ -281,6 +296,8 @@ static int run(struct imspool *p, struct args *a, int n, char **w)
             puts("no violations");
         return 0;
     }
+    fclose(a->out);
+    free(buf);
     return usage_error("unknown command or wrong number of arguments");
 }
 

@@ -61,6 +61,11 @@ out=$(I --json pool list)
 [[ $out == '{"ok":true,"pools":[{"name":"anon","realm":"home1.net","lease_ttl":600,"quarantine":300,"max_per_holder":1,"state":"active","members":2}]}' ]] || fail "pool list: $out"
 [ "$(I leases anon --active | wc -l)" -eq 2 ] || fail "leases --active (header + 1)"
 [ "$(I --json leases anon | grep -o '"lease":' | wc -l)" -eq 2 ] || fail "leases"
+set +e
+out=$(I --json leases nopool 2>/dev/null); rc=$?
+set -e
+[ $rc -eq 1 ] && [ "$out" = '{"ok":false,"error":"pool_unknown"}' ] \
+  || fail "a failing listing prints one JSON object: $rc $out"
 
 # Bad input: a clear error and nothing written.
 before=$(psql "$url" -Atc "SELECT (SELECT count(*) FROM pools) || '/' || (SELECT count(*) FROM pool_members) || '/' || (SELECT count(*) FROM leases)")
