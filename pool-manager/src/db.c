@@ -37,15 +37,14 @@ void imspool_now_param(struct imspool *p, char out[24])
     snprintf(out, 24, "%lld", (long long)p->clock(p->clock_arg));
 }
 
-static enum imspool_result from_sqlstate(const char *st, PGconn *c)
+/* 23505 unique violation; other 23xxx (integrity) and 22xxx (data) errors are bad input;
+ * anything else (connection, server, conflicts) counts as the database being unavailable. */
+static enum imspool_result from_sqlstate(const char *st)
 {
     if (st && strcmp(st, "23505") == 0)
         return IMSPOOL_ERR_DUPLICATE;
     if (st && (strncmp(st, "23", 2) == 0 || strncmp(st, "22", 2) == 0))
         return IMSPOOL_ERR_INVALID_ARG;
-    if (PQstatus(c) != CONNECTION_OK || st == NULL || strncmp(st, "08", 2) == 0 ||
-        strncmp(st, "57", 2) == 0)
-        return IMSPOOL_ERR_DB_UNAVAILABLE;
     return IMSPOOL_ERR_DB_UNAVAILABLE;
 }
 
@@ -59,18 +58,10 @@ PGresult *imspool_q(struct imspool *p, const char *sql, int n, const char *const
     char msg[512];
     snprintf(msg, sizeof(msg), "%s", PQresultErrorMessage(res));
     imspool_oneline(msg);
-    *r = from_sqlstate(PQresultErrorField(res, PG_DIAG_SQLSTATE), p->c);
+    *r = from_sqlstate(PQresultErrorField(res, PG_DIAG_SQLSTATE));
     imspool_detail(detail, dlen, "%s", msg[0] ? msg : "database error");
     PQclear(res);
     return NULL;
-}
-
-bool imspool_x(struct imspool *p, const char *sql, enum imspool_result *r, char *detail,
-               size_t dlen)
-{
-    PGresult *res = imspool_q(p, sql, 0, NULL, r, detail, dlen);
-    PQclear(res);
-    return res != NULL;
 }
 
 IMSPOOL_API enum imspool_result imspool_open(struct imspool **pp, const struct imspool_opts *o,

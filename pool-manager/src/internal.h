@@ -41,9 +41,6 @@ void imspool_now_param(struct imspool *p, char out[24]);
  * INVALID_ARG, else DB_UNAVAILABLE) and the server's message, on one line, in detail. */
 PGresult *imspool_q(struct imspool *p, const char *sql, int n, const char *const *params,
                     enum imspool_result *r, char *detail, size_t dlen);
-/* Runs a statement without parameters and result; false with *r/detail as above. */
-bool imspool_x(struct imspool *p, const char *sql, enum imspool_result *r, char *detail,
-               size_t dlen);
 /* Folds a libpq message onto one line, in place. */
 void imspool_oneline(char *s);
 

@@ -8,18 +8,6 @@
 #define NOW_SQL           "to_timestamp($2::bigint / 1000.0)"
 #define ALLOCATE_ATTEMPTS 5
 
-/* Ends overdue leases (those matching WHERE_EXTRA too) at their expiry, quarantined from
- * then, and updates their members in the same statement. Parameter $2 is now. */
-#define EXPIRE_SQL(WHERE_EXTRA)                                                                    \
-    "WITH ended AS (UPDATE leases l SET released_at = l.expires_at, "                              \
-    "  release_reason = 'expired', quarantine_until = l.expires_at + "                             \
-    "  make_interval(secs => pl.quarantine_s) FROM pools pl WHERE " WHERE_EXTRA                    \
-    "  pl.id = l.pool_id AND l.released_at IS NULL AND l.expires_at <= " NOW_SQL                   \
-    "  RETURNING l.member_id, l.holder, l.released_at, l.quarantine_until) "                       \
-    "UPDATE pool_members m SET open_lease = NULL, last_holder = ended.holder, "                    \
-    " last_released_at = ended.released_at, quarantine_until = ended.quarantine_until "            \
-    "FROM ended WHERE m.id = ended.member_id"
-
 static void copy_lease(PGresult *res, int row, int id_col, struct imspool_lease *out)
 {
     snprintf(out->id, sizeof(out->id), "%s", PQgetvalue(res, row, id_col));
@@ -198,10 +186,22 @@ IMSPOOL_API enum imspool_result imspool_sweep(struct imspool *p, long *expired, 
 {
     char now[24];
     imspool_now_param(p, now);
-    /* $1 is unused (an empty string): it keeps NOW_SQL's $2 numbering. */
-    const char *params[] = {"", now};
+    /* Ends overdue leases at their expiry, quarantined from then, and updates their
+       members in the same statement (the allocator does the same per pool, in
+       imspool_allocate()). */
+    const char *params[] = {now};
     enum imspool_result r = IMSPOOL_OK;
-    PGresult *res = imspool_q(p, EXPIRE_SQL("$1::text = '' AND"), 2, params, &r, detail, dlen);
+    PGresult *res = imspool_q(
+        p,
+        "WITH ended AS (UPDATE leases l SET released_at = l.expires_at, "
+        "  release_reason = 'expired', quarantine_until = l.expires_at + "
+        "  make_interval(secs => pl.quarantine_s) FROM pools pl WHERE pl.id = l.pool_id "
+        "  AND l.released_at IS NULL AND l.expires_at <= to_timestamp($1::bigint / 1000.0) "
+        "  RETURNING l.member_id, l.holder, l.released_at, l.quarantine_until) "
+        "UPDATE pool_members m SET open_lease = NULL, last_holder = ended.holder, "
+        " last_released_at = ended.released_at, quarantine_until = ended.quarantine_until "
+        "FROM ended WHERE m.id = ended.member_id",
+        1, params, &r, detail, dlen);
     if (res == NULL)
         return r;
     if (expired)

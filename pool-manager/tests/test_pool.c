@@ -51,8 +51,6 @@ static void make_pool(const char *name, int ttl, int quarantine, int cap, const 
     struct imspool_pool_spec s = {name, "home1.net", ttl, quarantine, cap};
     cr_assert_eq(imspool_pool_create(p, &s, d, sizeof(d)), IMSPOOL_OK, "%s", d);
     long added = 0;
-    char impi[256];
-    snprintf(impi, sizeof(impi), "%s", pattern);
     cr_assert_eq(imspool_members_add(p, name, pattern, "pool-impi@home1.net", &added, d, sizeof(d)),
                  IMSPOOL_OK, "%s", d);
 }
