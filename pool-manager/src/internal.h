@@ -28,17 +28,50 @@ void imspool_detail(char *detail, size_t dlen, const char *fmt, ...)
 /* ---- database access (db.c) ---- */
 #include <libpq-fe.h>
 
+/* Times a statement is run again after a deadlock or serialisation failure. */
+#define IMSPOOL_RETRIES 6
+
 struct imspool {
     PGconn *c;
     imspool_clock_fn clock;
     void *clock_arg;
+    uint64_t seed;               /* backoff jitter */
+    long retries;                /* statements run again after a conflict */
+    long reconnects;             /* connections re-established */
+    struct imspool_redis *redis; /* NULL without Redis (redis.c) */
+    imspool_log_fn log;
+    void *log_arg;
 };
+
+/* Reconnects a broken connection; false when the database cannot be reached. */
+bool imspool_connected(struct imspool *p);
+
+/* ---- Redis (redis.c); every function is a no-op without Redis and never fails ---- */
+
+/* A committed lease change, for the event stream, counters and expiry schedule. */
+struct imspool_event {
+    const char *type; /* allocated | renewed | released | expired */
+    const char *lease, *pool, *holder, *impi, *impu, *reason;
+    int64_t expires_ms;
+};
+/* Parses redis://[:password@]host[:port][/db]; false when malformed. */
+bool imspool_redis_url_parse(const char *url, char *host, size_t hostlen, int *port, int *db,
+                             char *password, size_t pwlen);
+enum imspool_result imspool_redis_init(struct imspool *p, const struct imspool_opts *o,
+                                       char *detail, size_t dlen);
+void imspool_redis_free(struct imspool *p);
+void imspool_redis_event(struct imspool *p, const struct imspool_event *e);
+void imspool_redis_members_changed(struct imspool *p, const char *pool);
+void imspool_redis_pool_deleted(struct imspool *p, const char *pool);
 
 /* Now as a query parameter: Unix milliseconds as decimal text (SQL: to_timestamp($n/1e3)). */
 void imspool_now_param(struct imspool *p, char out[24]);
 /* Runs a parameterised statement. On success returns the result (caller PQclear()s); on
  * failure returns NULL with *r set from the SQLSTATE (23505 DUPLICATE, 23xxx/22xxx
- * INVALID_ARG, else DB_UNAVAILABLE) and the server's message, on one line, in detail. */
+ * INVALID_ARG, else DB_UNAVAILABLE) and the server's message, on one line, in detail.
+ * A broken connection is re-established before the statement; a deadlock or serialisation
+ * failure runs the statement again (up to IMSPOOL_RETRIES times, with backoff). A
+ * connection lost during the statement is not retried: its outcome is unknown. */
 PGresult *imspool_q(struct imspool *p, const char *sql, int n, const char *const *params,
                     enum imspool_result *r, char *detail, size_t dlen);
 /* Folds a libpq message onto one line, in place. */

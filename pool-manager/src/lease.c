@@ -33,14 +33,30 @@ static enum imspool_result allocate_once(struct imspool *p, const char *pool, co
     const char *params[] = {pool, now, holder, ttl};
     PGresult *res = imspool_q(p,
                               "SELECT status, lease_id, impi, impu, "
-                              " (extract(epoch FROM expires_at) * 1000)::bigint, retry_after "
-                              "FROM imspool_allocate($1, $3, $4::int, " NOW_SQL ")",
+                              " (extract(epoch FROM expires_at) * 1000)::bigint, retry_after, "
+                              " holder FROM imspool_allocate($1, $3, $4::int, " NOW_SQL ")",
                               4, params, &r, detail, dlen);
     if (res == NULL)
         return r;
-    const char *st = PQgetvalue(res, 0, 0);
+    int last = PQntuples(res) - 1;
+    /* Rows before the last: leases of the pool the call ended at their expiry. */
+    for (int i = 0; i < last; i++) {
+        struct imspool_event e = {"expired",
+                                  PQgetvalue(res, i, 1),
+                                  pool,
+                                  PQgetvalue(res, i, 6),
+                                  PQgetvalue(res, i, 2),
+                                  PQgetvalue(res, i, 3),
+                                  "expired",
+                                  atoll(PQgetvalue(res, i, 4))};
+        imspool_redis_event(p, &e);
+    }
+    const char *st = last >= 0 ? PQgetvalue(res, last, 0) : "";
     if (strcmp(st, "ok") == 0) {
-        copy_lease(res, 0, 1, out);
+        copy_lease(res, last, 1, out);
+        struct imspool_event e = {"allocated", out->id,   pool, holder,
+                                  out->impi,   out->impu, NULL, out->expires_ms};
+        imspool_redis_event(p, &e);
         r = IMSPOOL_OK;
     } else if (strcmp(st, "pool_unknown") == 0) {
         imspool_detail(detail, dlen, "no pool named %s", pool);
@@ -51,10 +67,13 @@ static enum imspool_result allocate_once(struct imspool *p, const char *pool, co
     } else if (strcmp(st, "holder_cap") == 0) {
         imspool_detail(detail, dlen, "holder has the maximum of open leases in %s", pool);
         r = IMSPOOL_ERR_HOLDER_CAP;
-    } else {
-        out->retry_after_s = PQgetisnull(res, 0, 5) ? -1 : atoll(PQgetvalue(res, 0, 5));
+    } else if (strcmp(st, "pool_exhausted") == 0) {
+        out->retry_after_s = PQgetisnull(res, last, 5) ? -1 : atoll(PQgetvalue(res, last, 5));
         imspool_detail(detail, dlen, "pool %s has no free member", pool);
         r = IMSPOOL_ERR_POOL_EXHAUSTED;
+    } else {
+        imspool_detail(detail, dlen, "imspool_allocate() gave no status (schema too old?)");
+        r = IMSPOOL_ERR_DB_UNAVAILABLE;
     }
     PQclear(res);
     return r;
@@ -137,13 +156,19 @@ IMSPOOL_API enum imspool_result imspool_renew(struct imspool *p, const char *lea
         " renew_count = renew_count + 1 "
         "FROM pools pl, pool_members m WHERE l.id = $1::uuid AND pl.id = l.pool_id "
         " AND m.id = l.member_id AND l.released_at IS NULL AND l.expires_at > " NOW_SQL
-        " RETURNING l.id, m.impi, m.impu, (extract(epoch FROM l.expires_at) * 1000)::bigint",
+        " RETURNING l.id, m.impi, m.impu, (extract(epoch FROM l.expires_at) * 1000)::bigint, "
+        " pl.name, l.holder",
         3, params, &r, detail, dlen);
     if (res == NULL)
         return r;
     bool ok = PQntuples(res) == 1;
-    if (ok)
+    if (ok) {
         copy_lease(res, 0, 0, out);
+        struct imspool_event e = {
+            "renewed", out->id, PQgetvalue(res, 0, 4), PQgetvalue(res, 0, 5), out->impi,
+            out->impu, NULL,    out->expires_ms};
+        imspool_redis_event(p, &e);
+    }
     PQclear(res);
     return ok ? IMSPOOL_OK : why_not(p, lease_id, detail, dlen);
 }
@@ -169,14 +194,28 @@ IMSPOOL_API enum imspool_result imspool_release(struct imspool *p, const char *l
         "  release_reason = $3, quarantine_until = greatest(" NOW_SQL ", l.created_at) + "
         "  make_interval(secs => pl.quarantine_s) FROM pools pl WHERE l.id = $1::uuid "
         "  AND pl.id = l.pool_id AND l.released_at IS NULL "
-        "  RETURNING l.member_id, l.holder, l.released_at, l.quarantine_until) "
+        "  RETURNING l.id, l.member_id, l.holder, l.released_at, l.quarantine_until, "
+        "   l.expires_at, pl.name) "
         "UPDATE pool_members m SET open_lease = NULL, last_holder = ended.holder, "
         " last_released_at = ended.released_at, quarantine_until = ended.quarantine_until "
-        "FROM ended WHERE m.id = ended.member_id",
+        "FROM ended WHERE m.id = ended.member_id "
+        "RETURNING ended.id, ended.name, ended.holder, m.impi, m.impu, "
+        " (extract(epoch FROM ended.expires_at) * 1000)::bigint",
         3, params, &r, detail, dlen);
     if (res == NULL)
         return r;
-    bool ok = strcmp(PQcmdTuples(res), "1") == 0;
+    bool ok = PQntuples(res) == 1;
+    if (ok) {
+        struct imspool_event e = {"released",
+                                  PQgetvalue(res, 0, 0),
+                                  PQgetvalue(res, 0, 1),
+                                  PQgetvalue(res, 0, 2),
+                                  PQgetvalue(res, 0, 3),
+                                  PQgetvalue(res, 0, 4),
+                                  params[2],
+                                  atoll(PQgetvalue(res, 0, 5))};
+        imspool_redis_event(p, &e);
+    }
     PQclear(res);
     return ok ? IMSPOOL_OK : why_not(p, lease_id, detail, dlen);
 }
@@ -197,15 +236,28 @@ IMSPOOL_API enum imspool_result imspool_sweep(struct imspool *p, long *expired, 
         "  release_reason = 'expired', quarantine_until = l.expires_at + "
         "  make_interval(secs => pl.quarantine_s) FROM pools pl WHERE pl.id = l.pool_id "
         "  AND l.released_at IS NULL AND l.expires_at <= to_timestamp($1::bigint / 1000.0) "
-        "  RETURNING l.member_id, l.holder, l.released_at, l.quarantine_until) "
+        "  RETURNING l.id, l.member_id, l.holder, l.released_at, l.quarantine_until, pl.name) "
         "UPDATE pool_members m SET open_lease = NULL, last_holder = ended.holder, "
         " last_released_at = ended.released_at, quarantine_until = ended.quarantine_until "
-        "FROM ended WHERE m.id = ended.member_id",
+        "FROM ended WHERE m.id = ended.member_id "
+        "RETURNING ended.id, ended.name, ended.holder, m.impi, m.impu, "
+        " (extract(epoch FROM ended.released_at) * 1000)::bigint",
         1, params, &r, detail, dlen);
     if (res == NULL)
         return r;
+    for (int i = 0; i < PQntuples(res); i++) {
+        struct imspool_event e = {"expired",
+                                  PQgetvalue(res, i, 0),
+                                  PQgetvalue(res, i, 1),
+                                  PQgetvalue(res, i, 2),
+                                  PQgetvalue(res, i, 3),
+                                  PQgetvalue(res, i, 4),
+                                  "expired",
+                                  atoll(PQgetvalue(res, i, 5))};
+        imspool_redis_event(p, &e);
+    }
     if (expired)
-        *expired = atol(PQcmdTuples(res));
+        *expired = PQntuples(res);
     PQclear(res);
     return IMSPOOL_OK;
 }

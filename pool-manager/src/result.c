@@ -21,6 +21,7 @@ static const char *const names[] = {
     [IMSPOOL_ERR_POOL_DRAINING] = "pool_draining",
     [IMSPOOL_ERR_DUPLICATE] = "duplicate",
     [IMSPOOL_ERR_POOL_NOT_EMPTY] = "pool_not_empty",
+    [IMSPOOL_ERR_MEMBER_UNKNOWN] = "member_unknown",
 };
 
 IMSPOOL_API const char *imspool_strerror(enum imspool_result r)

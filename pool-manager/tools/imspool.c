@@ -7,35 +7,46 @@
 
 #include <errno.h>
 #include <getopt.h>
+#include <signal.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
+#include <unistd.h>
 
 static void usage(FILE *f)
 {
-    fputs("usage: imspool [--db URL] [--json] COMMAND ...\n"
+    fputs("usage: imspool [--db URL] [--redis URL] [--redis-prefix P] [--json] [--verbose] COMMAND "
+          "...\n"
           "  migrate [--dir DIR]\n"
           "  pool create NAME --realm REALM --lease-ttl SECONDS --quarantine SECONDS\n"
           "                   [--max-per-holder N]\n"
           "  pool show NAME | drain NAME | delete NAME\n"
+          "  pool update NAME [--realm R] [--lease-ttl S] [--quarantine S] [--max-per-holder N]\n"
           "  member add POOL --impu PATTERN --impi PATTERN   e.g. sip:anon-{0000..9999}@h\n"
+          "  member add POOL --csv FILE      (impi,impu rows; FILE - reads stdin)\n"
+          "  member disable POOL IMPU | member enable POOL IMPU\n"
           "  allocate POOL --holder ID [--ttl SECONDS]\n"
           "  renew LEASE [--ttl SECONDS]\n"
           "  release LEASE [--reason TEXT]\n"
-          "  sweep\n"
+          "  sweep [--watch]  (--watch: keep sweeping at each expiry until SIGTERM)\n"
           "  stats POOL\n"
           "  pool list\n"
           "  leases POOL [--active]\n"
           "  check          (every invariant in SQL; exit 1 and list violations)\n"
-          "--db defaults to $DATABASE_URL. Not yet built: member add --csv (see\n"
-          "pool-manager/README.md).\n",
+          "  redis rebuild  (rebuild the Redis counters and expiry schedule from PostgreSQL)\n"
+          "--db defaults to $DATABASE_URL, --redis to $REDIS_URL (optional: without Redis\n"
+          "there are no lease events or counters, and nothing else changes), --redis-prefix\n"
+          "to $IMSPOOL_REDIS_PREFIX or \"imspool:\" (one prefix per database).\n",
           f);
 }
 
 struct args {
-    const char *db, *dir, *realm, *impu, *impi, *holder, *reason;
+    const char *db, *redis, *dir, *realm, *impu, *impi, *holder, *reason, *csv;
     long ttl, lease_ttl, quarantine, max_per_holder;
-    int json, active;
+    int json, active, watch, verbose;
+    const char *redis_prefix;
     int rows;  /* listing output state */
     FILE *out; /* where listings print (a memory stream until the call succeeded) */
 };
@@ -167,6 +178,88 @@ static void print_violation(const char *line, void *arg)
     }
 }
 
+/* A progress bar on stderr (a terminal only). */
+struct bar {
+    bool on, drawn;
+};
+
+static void progress_bar(int phase, long done, long total, void *arg)
+{
+    struct bar *b = arg;
+    if (!b->on)
+        return;
+    b->drawn = true;
+    if (phase == 2) {
+        fprintf(stderr, "\r%-60s", done ? "" : "writing members...");
+        if (done)
+            fprintf(stderr, "\r");
+        fflush(stderr);
+        return;
+    }
+    int width = 40, fill = total > 0 ? (int)((double)done / (double)total * width) : 0;
+    fprintf(stderr, "\r[%.*s%*s] %ld/%ld", fill, "########################################",
+            width - fill, "", done, total);
+    fflush(stderr);
+}
+
+static void bar_end(struct bar *b)
+{
+    if (b->drawn)
+        fprintf(stderr, "\r%-60s\r", "");
+}
+
+static volatile sig_atomic_t stopping;
+
+static void on_stop(int sig)
+{
+    (void)sig;
+    stopping = 1;
+}
+
+/* Sweeps at each expiry (at least every 5 s, so leases made by others are caught even
+ * without Redis) until SIGTERM or SIGINT. */
+static int sweep_watch(struct imspool *p, struct args *a)
+{
+    struct sigaction sa = {.sa_handler = on_stop};
+    sigaction(SIGTERM, &sa, NULL);
+    sigaction(SIGINT, &sa, NULL);
+    long total = 0;
+    char d[1024];
+    while (!stopping) {
+        long expired = 0;
+        enum imspool_result r = imspool_sweep(p, &expired, d, sizeof(d));
+        if (r != IMSPOOL_OK)
+            fprintf(stderr, "imspool: sweep: %s: %s\n", imspool_strerror(r), d);
+        total += expired;
+        if (expired && !a->json)
+            printf("expired %ld lease%s\n", expired, expired == 1 ? "" : "s");
+        fflush(stdout);
+        int64_t next = 0;
+        struct timespec now;
+        clock_gettime(CLOCK_REALTIME, &now);
+        int64_t now_ms = (int64_t)now.tv_sec * 1000 + now.tv_nsec / 1000000;
+        int64_t wait = 5000;
+        if (imspool_next_expiry(p, &next, d, sizeof(d)) == IMSPOOL_OK && next > 0 &&
+            next - now_ms < wait)
+            wait = next - now_ms < 10 ? 10 : next - now_ms;
+        for (int64_t slept = 0; slept < wait && !stopping; slept += 100) {
+            struct timespec ts = {0, 100 * 1000000L};
+            nanosleep(&ts, NULL);
+        }
+    }
+    if (a->json)
+        printf("{\"ok\":true,\"expired\":%ld}\n", total);
+    return 0;
+}
+
+/* Warnings (Redis lost) go to stderr; information only with --verbose. */
+static void log_line(int level, const char *line, void *arg)
+{
+    const struct args *a = arg;
+    if (level == 1 || a->verbose)
+        fprintf(stderr, "imspool: %s: %s\n", level == 1 ? "warning" : "info", line);
+}
+
 static int run(struct imspool *p, struct args *a, int n, char **w)
 {
     char d[1024];
@@ -203,11 +296,40 @@ static int run(struct imspool *p, struct args *a, int n, char **w)
                    st.free, st.leased, st.quarantined, st.disabled);
         return 0;
     }
+    if (n == 3 && !strcmp(w[0], "pool") && !strcmp(w[1], "update")) {
+        if (!a->realm && a->lease_ttl < 0 && a->quarantine < 0 && a->max_per_holder < 0)
+            return usage_error("pool update needs at least one of --realm, --lease-ttl, "
+                               "--quarantine, --max-per-holder");
+        struct imspool_pool_spec s = {w[2], a->realm, (int)a->lease_ttl, (int)a->quarantine,
+                                      (int)a->max_per_holder};
+        r = imspool_pool_update(p, &s, d, sizeof(d));
+        return r ? fail(a, r, d) : ok(a, "pool updated");
+    }
+    if (n == 4 && !strcmp(w[0], "member") &&
+        (!strcmp(w[1], "disable") || !strcmp(w[1], "enable"))) {
+        int enable = !strcmp(w[1], "enable");
+        r = imspool_member_set_enabled(p, w[2], w[3], enable, d, sizeof(d));
+        return r ? fail(a, r, d) : ok(a, enable ? "member enabled" : "member disabled");
+    }
     if (n == 3 && !strcmp(w[0], "member") && !strcmp(w[1], "add")) {
-        if (!a->impu || !a->impi)
-            return usage_error("member add needs --impu PATTERN and --impi PATTERN");
+        if (a->csv ? (a->impu || a->impi) : (!a->impu || !a->impi))
+            return usage_error("member add needs --impu PATTERN and --impi PATTERN, or --csv FILE");
         long added = 0;
-        r = imspool_members_add(p, w[2], a->impu, a->impi, &added, d, sizeof(d));
+        struct bar bar = {.on = !a->json && isatty(STDERR_FILENO)};
+        if (a->csv) {
+            FILE *f = strcmp(a->csv, "-") == 0 ? stdin : fopen(a->csv, "r");
+            if (f == NULL) {
+                snprintf(d, sizeof(d), "cannot open %s: %s", a->csv, strerror(errno));
+                return fail(a, IMSPOOL_ERR_IO, d);
+            }
+            r = imspool_members_add_csv(p, w[2], f, progress_bar, &bar, &added, d, sizeof(d));
+            if (f != stdin)
+                fclose(f);
+        } else {
+            r = imspool_members_add_progress(p, w[2], a->impu, a->impi, progress_bar, &bar, &added,
+                                             d, sizeof(d));
+        }
+        bar_end(&bar);
         if (r)
             return fail(a, r, d);
         if (a->json)
@@ -244,6 +366,12 @@ static int run(struct imspool *p, struct args *a, int n, char **w)
         r = imspool_release(p, w[1], a->reason, d, sizeof(d));
         return r ? fail(a, r, d) : ok(a, "lease released");
     }
+    if (n == 2 && !strcmp(w[0], "redis") && !strcmp(w[1], "rebuild")) {
+        r = imspool_redis_rebuild(p, d, sizeof(d));
+        return r ? fail(a, r, d) : ok(a, "redis keys rebuilt from PostgreSQL");
+    }
+    if (n == 1 && !strcmp(w[0], "sweep") && a->watch)
+        return sweep_watch(p, a);
     if (n == 1 && !strcmp(w[0], "sweep")) {
         long expired = 0;
         r = imspool_sweep(p, &expired, d, sizeof(d));
@@ -316,7 +444,12 @@ int main(int argc, char **argv)
         O_HOLDER,
         O_TTL,
         O_REASON,
-        O_ACTIVE
+        O_ACTIVE,
+        O_REDIS,
+        O_CSV,
+        O_WATCH,
+        O_PREFIX,
+        O_VERBOSE
     };
     static const struct option opts[] = {{"db", required_argument, 0, O_DB},
                                          {"dir", required_argument, 0, O_DIR},
@@ -331,9 +464,16 @@ int main(int argc, char **argv)
                                          {"ttl", required_argument, 0, O_TTL},
                                          {"reason", required_argument, 0, O_REASON},
                                          {"active", no_argument, 0, O_ACTIVE},
+                                         {"redis", required_argument, 0, O_REDIS},
+                                         {"csv", required_argument, 0, O_CSV},
+                                         {"watch", no_argument, 0, O_WATCH},
+                                         {"redis-prefix", required_argument, 0, O_PREFIX},
+                                         {"verbose", no_argument, 0, O_VERBOSE},
                                          {"help", no_argument, 0, 'h'},
                                          {0, 0, 0, 0}};
     struct args a = {.db = getenv("DATABASE_URL"),
+                     .redis = getenv("REDIS_URL"),
+                     .redis_prefix = getenv("IMSPOOL_REDIS_PREFIX"),
                      .ttl = -1,
                      .lease_ttl = -1,
                      .quarantine = -1,
@@ -364,6 +504,21 @@ int main(int argc, char **argv)
             break;
         case O_ACTIVE:
             a.active = 1;
+            break;
+        case O_REDIS:
+            a.redis = optarg;
+            break;
+        case O_CSV:
+            a.csv = optarg;
+            break;
+        case O_WATCH:
+            a.watch = 1;
+            break;
+        case O_PREFIX:
+            a.redis_prefix = optarg;
+            break;
+        case O_VERBOSE:
+            a.verbose = 1;
             break;
         case O_REASON:
             a.reason = optarg;
@@ -417,7 +572,11 @@ int main(int argc, char **argv)
         return 0;
     }
     struct imspool *p;
-    struct imspool_opts o = {.db_url = a.db};
+    struct imspool_opts o = {.db_url = a.db,
+                             .redis_url = a.redis && *a.redis ? a.redis : NULL,
+                             .redis_prefix = a.redis_prefix,
+                             .log = log_line,
+                             .log_arg = &a};
     enum imspool_result r = imspool_open(&p, &o, d, sizeof(d));
     if (r != IMSPOOL_OK)
         return fail(&a, r, d);

@@ -90,4 +90,47 @@ for e in "$e1" "$e3" "$e4" "$e5" "$e6" "$e7"; do
 done
 after=$(psql "$url" -Atc "SELECT (SELECT count(*) FROM pools) || '/' || (SELECT count(*) FROM pool_members) || '/' || (SELECT count(*) FROM leases)")
 [ "$before" = "$after" ] || fail "bad input wrote something: $before -> $after"
-echo "imspool CLI: migrate, pools, members, leases, JSON and error contract: ok"
+
+# CSV import, member disable/enable, pool update.
+csv=$(mktemp)
+trap 'rm -f "$csv"; cleanup' EXIT
+printf 'impu,impi\nsip:c-1@home1.net,c-1@home1.net\n"sip:c-2@home1.net;x=a,b",c-2@home1.net\n' >"$csv"
+out=$(I --json member add anon --csv "$csv")
+[ "$out" = '{"ok":true,"added":2}' ] || fail "csv import: $out"
+printf 'c-3@home1.net,sip:c-3@home1.net\nc-4@home1.net,sip:c 4@home1.net\n' >"$csv"
+before=$(psql "$url" -Atc "SELECT count(*) FROM pool_members")
+set +e
+e=$(I member add anon --csv "$csv" 2>&1); r=$?
+e2=$(I member add anon --csv /nonexistent/x.csv 2>&1); r2=$?
+e3=$(I member add anon --csv "$csv" --impu 'sip:x@h' 2>&1); r3=$?
+e4=$(I member disable anon sip:nobody@home1.net 2>&1); r4=$?
+set -e
+[ $r -eq 1 ] && [[ $e == "imspool: invalid_argument: line 2: IMPU"* ]] || fail "bad csv: $r $e"
+[ $r2 -eq 1 ] && [[ $e2 == "imspool: io_error: cannot open"* ]] || fail "missing csv: $r2 $e2"
+[ $r3 -eq 2 ] || fail "csv and pattern together: $r3 $e3"
+[ $r4 -eq 1 ] && [[ $e4 == "imspool: member_unknown:"* ]] || fail "unknown member: $r4 $e4"
+[ "$(psql "$url" -Atc "SELECT count(*) FROM pool_members")" = "$before" ] \
+  || fail "a bad CSV wrote members"
+printf 'c-5@home1.net,sip:c-5@home1.net\n' | I member add anon --csv - >/dev/null
+I member disable anon 'sip:c-5@home1.net' >/dev/null
+[ "$(psql "$url" -Atc "SELECT state FROM pool_members WHERE impu = 'sip:c-5@home1.net'")" = disabled ] \
+  || fail "member disable"
+I member enable anon 'sip:c-5@home1.net' >/dev/null
+[ "$(psql "$url" -Atc "SELECT state FROM pool_members WHERE impu = 'sip:c-5@home1.net'")" = available ] \
+  || fail "member enable"
+I pool update anon --quarantine 7 --max-per-holder 3 >/dev/null
+[ "$(psql "$url" -Atc "SELECT quarantine_s || '/' || max_per_holder || '/' || lease_ttl_s FROM pools WHERE name = 'anon'")" = "7/3/600" ] \
+  || fail "pool update: $(psql "$url" -Atc "SELECT * FROM pools WHERE name = 'anon'")"
+set +e
+I pool update anon >/dev/null 2>&1; r=$?
+set -e
+[ $r -eq 2 ] || fail "pool update without a change: exit $r"
+
+# sweep --watch runs until SIGTERM and then exits 0.
+"$bin" --db "$url" sweep --watch >/dev/null &
+w=$!
+sleep 1
+kill -TERM $w
+wait $w || fail "sweep --watch did not exit 0 on SIGTERM"
+
+echo "imspool CLI: migrate, pools, members (patterns, CSV, disable), leases, JSON and error contract: ok"

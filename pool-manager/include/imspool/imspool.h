@@ -14,6 +14,7 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
 
 #ifdef __cplusplus
 extern "C" {
@@ -37,6 +38,7 @@ enum imspool_result {
     IMSPOOL_ERR_POOL_DRAINING = 13,    /* the pool gives no new leases */
     IMSPOOL_ERR_DUPLICATE = 14,        /* a name or IMPU exists already; nothing written */
     IMSPOOL_ERR_POOL_NOT_EMPTY = 15,   /* the pool still has members or leases */
+    IMSPOOL_ERR_MEMBER_UNKNOWN = 16,   /* no member with that IMPU in the pool */
 };
 
 /* Short stable name of a result ("migration_failed", ...). */
@@ -69,10 +71,23 @@ struct imspool;
 /* Clock in Unix milliseconds; tests inject one instead of sleeping. */
 typedef int64_t (*imspool_clock_fn)(void *arg);
 
+/* Warnings the library would otherwise keep to itself (Redis lost, Redis back). level is
+ * 1 for a warning, 2 for information. line holds no secret and no newline. */
+typedef void (*imspool_log_fn)(int level, const char *line, void *arg);
+
 struct imspool_opts {
     const char *db_url;     /* required */
     imspool_clock_fn clock; /* optional; default the system clock */
     void *clock_arg;
+    /* Optional Redis (redis://[:password@]host[:port][/db] or unix:/path) for the lease event
+     * stream, per-pool counters and the expiry schedule. NULL: none. Redis is never needed
+     * for a lease: while it is unreachable every call works on PostgreSQL alone (degraded,
+     * reported once through log), and what it carries is rebuilt from PostgreSQL when it
+     * comes back empty (FLUSHALL, restart without persistence). */
+    const char *redis_url;
+    const char *redis_prefix; /* key prefix; NULL: "imspool:" */
+    imspool_log_fn log;       /* optional */
+    void *log_arg;
 };
 
 /* Connects. Caller owns *pp (free with imspool_close). One handle is for one thread. */
@@ -89,6 +104,10 @@ struct imspool_pool_spec {
 };
 enum imspool_result imspool_pool_create(struct imspool *p, const struct imspool_pool_spec *s,
                                         char *detail, size_t detail_len);
+/* Changes a pool's settings: realm NULL and the numbers -1 keep the current value. New
+ * settings apply to leases made, renewed or ended afterwards. */
+enum imspool_result imspool_pool_update(struct imspool *p, const struct imspool_pool_spec *s,
+                                        char *detail, size_t detail_len);
 /* Stops new leases; existing ones live on. */
 enum imspool_result imspool_pool_drain(struct imspool *p, const char *name, char *detail,
                                        size_t detail_len);
@@ -102,6 +121,10 @@ struct imspool_stats {
 enum imspool_result imspool_pool_stats(struct imspool *p, const char *name,
                                        struct imspool_stats *st, char *detail, size_t detail_len);
 
+/* Progress of a bulk import: done of total rows sent; phase 1 sending, 2 writing (total
+ * unknown until the end of a CSV file: 0). Called at most about 100 times per import. */
+typedef void (*imspool_progress_fn)(int phase, long done, long total, void *arg);
+
 /*
  * Adds members from patterns: impu_pattern holds one range {A..B} of decimal numbers
  * (written with the same number of digits, e.g. {0000..9999}, at most 1,000,000 values),
@@ -111,6 +134,29 @@ enum imspool_result imspool_pool_stats(struct imspool *p, const char *name,
 enum imspool_result imspool_members_add(struct imspool *p, const char *pool,
                                         const char *impu_pattern, const char *impi_pattern,
                                         long *added, char *detail, size_t detail_len);
+/* The same with progress reports (progress may be NULL). */
+enum imspool_result imspool_members_add_progress(struct imspool *p, const char *pool,
+                                                 const char *impu_pattern, const char *impi_pattern,
+                                                 imspool_progress_fn progress, void *arg,
+                                                 long *added, char *detail, size_t detail_len);
+
+/*
+ * Adds members from CSV text (RFC 4180: comma separated, optional double quotes, CRLF or
+ * LF) with two columns, impi and impu. A first line "impi,impu" or "impu,impi" is a header
+ * and sets the column order; without one the order is impi,impu. Blank lines are skipped.
+ * All or nothing: a malformed line (named by its number in detail), a duplicate IMPU in the
+ * file or in the database, or more than 1,000,000 rows writes nothing. The file is read
+ * until EOF; the caller keeps ownership of f.
+ */
+enum imspool_result imspool_members_add_csv(struct imspool *p, const char *pool, FILE *f,
+                                            imspool_progress_fn progress, void *arg, long *added,
+                                            char *detail, size_t detail_len);
+
+/* Disables (enabled 0) or enables a member, named by its exact IMPU. A disabled member gets
+ * no new lease; a lease it holds lives on until released or expired. */
+enum imspool_result imspool_member_set_enabled(struct imspool *p, const char *pool,
+                                               const char *impu, int enabled, char *detail,
+                                               size_t detail_len);
 
 struct imspool_lease {
     char id[37]; /* UUID */
@@ -138,6 +184,34 @@ enum imspool_result imspool_release(struct imspool *p, const char *lease_id, con
  * Safe to run from several processes at once. */
 enum imspool_result imspool_sweep(struct imspool *p, long *expired, char *detail,
                                   size_t detail_len);
+
+/* When the next open lease expires (Unix ms; 0 when no lease is open), for a sweeper that
+ * sleeps until then. Read from the Redis schedule when it is there, else from PostgreSQL. */
+enum imspool_result imspool_next_expiry(struct imspool *p, int64_t *when_ms, char *detail,
+                                        size_t detail_len);
+
+/*
+ * Redis keys (prefix P, default "imspool:"), all rebuilt from PostgreSQL when missing:
+ *   P"events"        stream of lease events, fields: type (allocated | renewed | released |
+ *                    expired), lease, pool, holder, impi, impu, expires_ms, reason; trimmed
+ *                    to about 100,000 entries. Best effort: an event is added after its
+ *                    commit, so a crash or a Redis outage between the two loses it;
+ *                    consumers resynchronise from imspool_leases() when P"epoch" changes.
+ *   P"pool:NAME"     hash of counters: members, disabled, leased (open leases), allocated,
+ *                    renewed, released, expired (totals over the lease history).
+ *   P"expiry"        sorted set: open lease id -> expiry (Unix ms).
+ *   P"epoch"         when the keys above were last rebuilt (Unix ms).
+ * Rebuilds every key from PostgreSQL now. Counters between rebuilds follow each call of
+ * this library with Redis reachable; calls made while it was not are caught up here. */
+enum imspool_result imspool_redis_rebuild(struct imspool *p, char *detail, size_t detail_len);
+
+struct imspool_health {
+    int redis_configured, redis_up; /* redis_up: the last Redis exchange worked */
+    long redis_failures;            /* Redis exchanges that failed (degraded calls) */
+    long db_retries;                /* statements run again after a deadlock/serialisation */
+    long db_reconnects;             /* PostgreSQL connections re-established */
+};
+void imspool_health(const struct imspool *p, struct imspool_health *h);
 
 /* ---- listings and invariant check ---- */
 
