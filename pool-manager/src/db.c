@@ -89,14 +89,39 @@ bool imspool_connected(struct imspool *p)
             return true;
     }
     PQreset(p->c);
+    p->prepared = 0; /* a new session has no prepared statements */
     if (PQstatus(p->c) != CONNECTION_OK)
         return false;
     p->reconnects++;
     return true;
 }
 
+/* Runs sql, as the prepared statement id when id >= 0 (prepared on first use per session,
+ * which saves parsing and planning on the hot paths), else as a one-off statement. */
+static PGresult *exec(struct imspool *p, int id, const char *sql, int n, const char *const *params)
+{
+    if (id < 0)
+        return PQexecParams(p->c, sql, n, NULL, params, NULL, NULL, 0);
+    char name[24];
+    snprintf(name, sizeof(name), "imspool_%d", id);
+    if (!(p->prepared & (1u << id))) {
+        PGresult *prep = PQprepare(p->c, name, sql, n, NULL);
+        if (PQresultStatus(prep) != PGRES_COMMAND_OK)
+            return prep;
+        PQclear(prep);
+        p->prepared |= 1u << id;
+    }
+    return PQexecPrepared(p->c, name, n, params, NULL, NULL, 0);
+}
+
 PGresult *imspool_q(struct imspool *p, const char *sql, int n, const char *const *params,
                     enum imspool_result *r, char *detail, size_t dlen)
+{
+    return imspool_qs(p, -1, sql, n, params, r, detail, dlen);
+}
+
+PGresult *imspool_qs(struct imspool *p, int id, const char *sql, int n, const char *const *params,
+                     enum imspool_result *r, char *detail, size_t dlen)
 {
     char msg[512];
     for (int attempt = 0;; attempt++) {
@@ -107,11 +132,17 @@ PGresult *imspool_q(struct imspool *p, const char *sql, int n, const char *const
             *r = IMSPOOL_ERR_DB_UNAVAILABLE;
             return NULL;
         }
-        PGresult *res = PQexecParams(p->c, sql, n, NULL, params, NULL, NULL, 0);
+        PGresult *res = exec(p, id, sql, n, params);
         ExecStatusType st = PQresultStatus(res);
         if (st == PGRES_TUPLES_OK || st == PGRES_COMMAND_OK)
             return res;
         const char *state = PQresultErrorField(res, PG_DIAG_SQLSTATE);
+        if (state && strcmp(state, "26000") == 0 && id >= 0 && attempt < IMSPOOL_RETRIES) {
+            /* The session lost its prepared statements (DISCARD ALL by a pooler). */
+            PQclear(res);
+            p->prepared = 0;
+            continue;
+        }
         /* 57P01..57P03: the server ended the session (shutdown, restart, crash
            recovery) before or while running the statement, which therefore did not
            commit: run it again on a fresh connection. */

@@ -38,6 +38,7 @@ struct imspool {
     uint64_t seed;               /* backoff jitter */
     long retries;                /* statements run again after a conflict */
     long reconnects;             /* connections re-established */
+    uint32_t prepared;           /* bit i: statement i is prepared in this session */
     struct imspool_redis *redis; /* NULL without Redis (redis.c) */
     imspool_log_fn log;
     void *log_arg;
@@ -74,6 +75,18 @@ void imspool_now_param(struct imspool *p, char out[24]);
  * connection lost during the statement is not retried: its outcome is unknown. */
 PGresult *imspool_q(struct imspool *p, const char *sql, int n, const char *const *params,
                     enum imspool_result *r, char *detail, size_t dlen);
+/* The statements run often enough to be prepared once per session (imspool_qs). */
+enum imspool_stmt {
+    IMSPOOL_STMT_ALLOCATE = 0,
+    IMSPOOL_STMT_RENEW,
+    IMSPOOL_STMT_RELEASE,
+    IMSPOOL_STMT_SWEEP,
+    IMSPOOL_STMT_COUNT
+};
+/* imspool_q() for the prepared statement id (an enum imspool_stmt; sql must always be the
+ * same text for one id). */
+PGresult *imspool_qs(struct imspool *p, int id, const char *sql, int n, const char *const *params,
+                     enum imspool_result *r, char *detail, size_t dlen);
 /* Folds a libpq message onto one line, in place. */
 void imspool_oneline(char *s);
 

@@ -31,11 +31,11 @@ static enum imspool_result allocate_once(struct imspool *p, const char *pool, co
     imspool_now_param(p, now);
     snprintf(ttl, sizeof(ttl), "%d", ttl_s);
     const char *params[] = {pool, now, holder, ttl};
-    PGresult *res = imspool_q(p,
-                              "SELECT status, lease_id, impi, impu, "
-                              " (extract(epoch FROM expires_at) * 1000)::bigint, retry_after, "
-                              " holder FROM imspool_allocate($1, $3, $4::int, " NOW_SQL ")",
-                              4, params, &r, detail, dlen);
+    PGresult *res = imspool_qs(p, IMSPOOL_STMT_ALLOCATE,
+                               "SELECT status, lease_id, impi, impu, "
+                               " (extract(epoch FROM expires_at) * 1000)::bigint, retry_after, "
+                               " holder FROM imspool_allocate($1, $3, $4::int, " NOW_SQL ")",
+                               4, params, &r, detail, dlen);
     if (res == NULL)
         return r;
     int last = PQntuples(res) - 1;
@@ -149,8 +149,8 @@ IMSPOOL_API enum imspool_result imspool_renew(struct imspool *p, const char *lea
     snprintf(ttl, sizeof(ttl), "%d", ttl_s);
     const char *params[] = {lease_id, now, ttl};
     enum imspool_result r = IMSPOOL_OK;
-    PGresult *res = imspool_q(
-        p,
+    PGresult *res = imspool_qs(
+        p, IMSPOOL_STMT_RENEW,
         "UPDATE leases l SET expires_at = " NOW_SQL " + make_interval(secs => "
         " CASE WHEN $3::int = 0 THEN pl.lease_ttl_s ELSE $3::int END), "
         " renew_count = renew_count + 1 "
@@ -188,36 +188,45 @@ IMSPOOL_API enum imspool_result imspool_release(struct imspool *p, const char *l
     imspool_now_param(p, now);
     const char *params[] = {lease_id, now, reason && *reason ? reason : "released"};
     enum imspool_result r = IMSPOOL_OK;
-    PGresult *res = imspool_q(
-        p,
-        "WITH ended AS (UPDATE leases l SET released_at = greatest(" NOW_SQL ", l.created_at), "
-        "  release_reason = $3, quarantine_until = greatest(" NOW_SQL ", l.created_at) + "
-        "  make_interval(secs => pl.quarantine_s) FROM pools pl WHERE l.id = $1::uuid "
-        "  AND pl.id = l.pool_id AND l.released_at IS NULL "
+    PGresult *res = imspool_qs(
+        p, IMSPOOL_STMT_RELEASE,
+        /* The end: now, or the expiry of a lease that ran out before anyone swept it
+           (then it ends as the sweeper would have ended it). */
+        "WITH ended AS (UPDATE leases l SET released_at = CASE WHEN l.expires_at <= " NOW_SQL
+        "  THEN l.expires_at ELSE greatest(" NOW_SQL ", l.created_at) END, "
+        "  release_reason = CASE WHEN l.expires_at <= " NOW_SQL " THEN 'expired' ELSE $3 END, "
+        "  quarantine_until = CASE WHEN l.expires_at <= " NOW_SQL " THEN l.expires_at "
+        "  ELSE greatest(" NOW_SQL ", l.created_at) END + make_interval(secs => pl.quarantine_s) "
+        "  FROM pools pl WHERE l.id = $1::uuid AND pl.id = l.pool_id AND l.released_at IS NULL "
         "  RETURNING l.id, l.member_id, l.holder, l.released_at, l.quarantine_until, "
-        "   l.expires_at, pl.name) "
+        "   l.expires_at, pl.name, l.release_reason) "
         "UPDATE pool_members m SET open_lease = NULL, last_holder = ended.holder, "
         " last_released_at = ended.released_at, quarantine_until = ended.quarantine_until "
         "FROM ended WHERE m.id = ended.member_id "
         "RETURNING ended.id, ended.name, ended.holder, m.impi, m.impu, "
-        " (extract(epoch FROM ended.expires_at) * 1000)::bigint",
+        " (extract(epoch FROM ended.expires_at) * 1000)::bigint, ended.release_reason",
         3, params, &r, detail, dlen);
     if (res == NULL)
         return r;
-    bool ok = PQntuples(res) == 1;
-    if (ok) {
-        struct imspool_event e = {"released",
-                                  PQgetvalue(res, 0, 0),
-                                  PQgetvalue(res, 0, 1),
-                                  PQgetvalue(res, 0, 2),
-                                  PQgetvalue(res, 0, 3),
-                                  PQgetvalue(res, 0, 4),
-                                  params[2],
-                                  atoll(PQgetvalue(res, 0, 5))};
-        imspool_redis_event(p, &e);
+    if (PQntuples(res) != 1) {
+        PQclear(res);
+        return why_not(p, lease_id, detail, dlen);
     }
+    bool overdue = strcmp(PQgetvalue(res, 0, 6), "expired") == 0 && strcmp(params[2], "expired");
+    struct imspool_event e = {overdue ? "expired" : "released",
+                              PQgetvalue(res, 0, 0),
+                              PQgetvalue(res, 0, 1),
+                              PQgetvalue(res, 0, 2),
+                              PQgetvalue(res, 0, 3),
+                              PQgetvalue(res, 0, 4),
+                              PQgetvalue(res, 0, 6),
+                              atoll(PQgetvalue(res, 0, 5))};
+    imspool_redis_event(p, &e);
+    if (overdue)
+        imspool_detail(detail, dlen, "lease %s had expired before the release; ended at its expiry",
+                       lease_id);
     PQclear(res);
-    return ok ? IMSPOOL_OK : why_not(p, lease_id, detail, dlen);
+    return overdue ? IMSPOOL_ERR_LEASE_RELEASED : IMSPOOL_OK;
 }
 
 IMSPOOL_API enum imspool_result imspool_sweep(struct imspool *p, long *expired, char *detail,
@@ -230,8 +239,8 @@ IMSPOOL_API enum imspool_result imspool_sweep(struct imspool *p, long *expired, 
        imspool_allocate()). */
     const char *params[] = {now};
     enum imspool_result r = IMSPOOL_OK;
-    PGresult *res = imspool_q(
-        p,
+    PGresult *res = imspool_qs(
+        p, IMSPOOL_STMT_SWEEP,
         "WITH ended AS (UPDATE leases l SET released_at = l.expires_at, "
         "  release_reason = 'expired', quarantine_until = l.expires_at + "
         "  make_interval(secs => pl.quarantine_s) FROM pools pl WHERE pl.id = l.pool_id "

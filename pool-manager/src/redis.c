@@ -285,14 +285,11 @@ void imspool_redis_event(struct imspool *p, const struct imspool_event *e)
                         "reason",      e->reason ? e->reason : ""};
     append(p, (int)(sizeof(xa) / sizeof(xa[0])), xa);
     n++;
-    const char *field = strcmp(e->type, "allocated") == 0 ? "allocated"
-                        : strcmp(e->type, "renewed") == 0 ? "renewed"
-                        : strcmp(e->type, "expired") == 0 ? "expired"
-                                                          : "released";
-    const char *hi[] = {"HINCRBY", hkey, field, "1"};
+    /* The counter named after the event type (allocated, renewed, released, expired). */
+    bool opens = strcmp(e->type, "allocated") == 0, renews = strcmp(e->type, "renewed") == 0;
+    const char *hi[] = {"HINCRBY", hkey, e->type, "1"};
     append(p, 4, hi);
     n++;
-    bool opens = strcmp(field, "allocated") == 0, renews = strcmp(field, "renewed") == 0;
     if (!renews) {
         const char *hl[] = {"HINCRBY", hkey, "leased", opens ? "1" : "-1"};
         append(p, 4, hl);

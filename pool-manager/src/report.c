@@ -110,6 +110,13 @@ static const char *const checks[] = {
     "WHERE m.last_holder IS DISTINCT FROM last.holder "
     "   OR m.last_released_at IS DISTINCT FROM last.released_at "
     "   OR m.quarantine_until IS DISTINCT FROM last.quarantine_until",
+    /* A pool IMPU that is also a permanent subscription's, as the P-CSCF compares IMPUs
+       (0001: the schema cannot enforce this across the two tables). */
+    "SELECT 'member ' || m.impu || ': IMPU is also the permanent IMPU ' || i.uri "
+    "FROM pool_members m JOIN impus i ON impu_match_key(i.uri) = impu_match_key(m.impu)",
+    /* A pool IMPI that is also a permanent subscription's IMPI. */
+    "SELECT 'member ' || m.impu || ': IMPI ' || m.impi || ' is also a permanent "
+    "subscription''s' FROM pool_members m JOIN ims_subscriptions s ON s.impi = m.impi",
     /* A released lease whose quarantine is not the pool's (release bypassed the library). */
     "SELECT 'lease ' || l.id || ': quarantine_until does not follow the pool''s quarantine' "
     "FROM leases l JOIN pools pl ON pl.id = l.pool_id WHERE l.released_at IS NOT NULL "

@@ -328,12 +328,16 @@ Test(members, reconnects_after_the_server_ended_the_session)
     cr_assert_eq(imspool_members_add(p, "csv", "sip:rc-{1..3}@home1.net", "rc@home1.net", &added, d,
                                      sizeof(d)),
                  IMSPOOL_OK);
+    /* Allocation's statement is prepared in the first session... */
+    struct imspool_lease first;
+    cr_assert_eq(imspool_allocate(p, "csv", "u0", 0, &first, d, sizeof(d)), IMSPOOL_OK, "%s", d);
     PGconn *c = PQconnectdb(db_url);
     cr_assert_eq(PQstatus(c), CONNECTION_OK);
     PQclear(must(c, "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
                     "WHERE datname = current_database() AND pid <> pg_backend_pid()"));
     PQfinish(c);
     sleep_ms(100);
+    /* ...and again in the new one. */
     struct imspool_lease l;
     cr_assert_eq(imspool_allocate(p, "csv", "u1", 0, &l, d, sizeof(d)), IMSPOOL_OK, "%s", d);
     struct imspool_health h;

@@ -61,6 +61,19 @@ static enum imspool_result alloc(const char *pool, const char *holder, struct im
     return imspool_allocate(p, pool, holder, 0, l, d, sizeof(d));
 }
 
+/* The release time and reason of the (only) lease listed. */
+struct lease_row {
+    int64_t released;
+    char reason[32];
+};
+
+static void remember_lease(const struct imspool_lease_info *l, void *arg)
+{
+    struct lease_row *row = arg;
+    row->released = l->released_ms;
+    snprintf(row->reason, sizeof(row->reason), "%s", l->release_reason ? l->release_reason : "");
+}
+
 Test(pool, create_validate_and_members)
 {
     char d[512];
@@ -182,6 +195,31 @@ Test(pool, renew_expire_and_sweep)
 
 /* Several processes allocate and release at random; afterwards no member ever had two
  * leases whose lifetimes overlapped. (The long fault test of the issue is still to come.) */
+/* Releasing a lease that ran out before anyone swept it ends it as the sweeper would: at
+ * its expiry, reason "expired", quarantined from then; the caller learns it had expired. */
+Test(pool, release_of_an_overdue_lease_ends_it_at_its_expiry)
+{
+    make_pool("od", 600, 300, 1, "sip:od-{1..2}@home1.net");
+    struct imspool_lease a;
+    cr_assert_eq(alloc("od", "alice", &a), IMSPOOL_OK);
+    clock_ms = a.expires_ms + 5000;
+    char d[512];
+    cr_assert_eq(imspool_release(p, a.id, "logout", d, sizeof(d)), IMSPOOL_ERR_LEASE_RELEASED);
+    cr_assert(strstr(d, "expired") != NULL, "%s", d);
+    struct lease_row row = {0, ""};
+    cr_assert_eq(imspool_leases(p, "od", 0, 0, remember_lease, &row, d, sizeof(d)), IMSPOOL_OK);
+    cr_assert_eq(row.released, a.expires_ms);
+    cr_assert_str_eq(row.reason, "expired");
+    long v = -1;
+    cr_assert_eq(imspool_check(p, &v, NULL, NULL, d, sizeof(d)), IMSPOOL_OK);
+    cr_assert_eq(v, 0);
+    /* Quarantined from the expiry: another holder gets it 300 s after, not after now. */
+    struct imspool_lease b;
+    clock_ms = a.expires_ms + 300 * 1000;
+    cr_assert_eq(alloc("od", "bob", &b), IMSPOOL_OK);
+    cr_assert_eq(alloc("od", "carol", &b), IMSPOOL_OK);
+}
+
 Test(pool, concurrent_allocators_never_share_a_member, .timeout = 120)
 {
     make_pool("busy", 5, 0, 1, "sip:b-{1..4}@home1.net");
@@ -304,4 +342,30 @@ Test(pool, check_finds_what_bypasses_the_allocator)
     n = 0;
     cr_assert_eq(imspool_pool_list(p, count_pool, &n, d, sizeof(d)), IMSPOOL_OK);
     cr_assert_eq(n, 1);
+}
+
+/* A pool identity that is also a permanent subscription's (0001: "imspool check reports
+ * it"): the same IMPU under the P-CSCF's comparison, or the same IMPI. */
+Test(pool, check_finds_pool_identities_of_permanent_subscriptions)
+{
+    make_pool("perm", 600, 300, 1, "sip:p-{1..3}@home1.net");
+    PGconn *c = PQconnectdb(db_url);
+    PGresult *r = PQexec(c, "WITH s AS (INSERT INTO ims_subscriptions (impi, realm) VALUES "
+                            " ('pool-impi@home1.net', 'home1.net') RETURNING id) "
+                            "INSERT INTO impus (subscription_id, uri) "
+                            "SELECT id, 'sip:p-2@HOME1.net;user=phone' FROM s");
+    cr_assert_eq(PQresultStatus(r), PGRES_COMMAND_OK, "%s", PQresultErrorMessage(r));
+    PQclear(r);
+    PQfinish(c);
+    char d[512], lines[2048] = "";
+    long v = -1;
+    cr_assert_eq(imspool_check(p, &v, collect, lines, d, sizeof(d)), IMSPOOL_OK, "%s", d);
+    /* The IMPU of p-2, and the IMPI every member of the pool shares. */
+    cr_assert_eq(v, 4, "%s", lines);
+    cr_assert(strstr(lines, "member sip:p-2@home1.net: IMPU is also the permanent IMPU "
+                            "sip:p-2@HOME1.net;user=phone") != NULL,
+              "%s", lines);
+    cr_assert(strstr(lines, "member sip:p-1@home1.net: IMPI pool-impi@home1.net is also a "
+                            "permanent subscription's") != NULL,
+              "%s", lines);
 }

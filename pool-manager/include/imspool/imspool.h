@@ -3,8 +3,9 @@
  * with PostgreSQL as the only authority on leases.
  *
  * It holds the schema migrations of sql/migrations (the identity service schema shared
- * with the WAF), pools, members and leases, listings and an invariant check. What the
- * pool-manager issue still asks for is listed in pool-manager/README.md.
+ * with the WAF), pools, members and leases, listings, an invariant check, and the
+ * optional Redis side (lease events, counters, expiry schedule). docs/pool-manager.md
+ * explains the lease life cycle.
  *
  * The library prints nothing; every function reports a result and, where a detail buffer
  * is given, a one-line explanation. Exported symbols all start with imspool_.
@@ -174,10 +175,13 @@ struct imspool_lease {
 enum imspool_result imspool_allocate(struct imspool *p, const char *pool, const char *holder,
                                      int ttl_s, struct imspool_lease *out, char *detail,
                                      size_t detail_len);
-/* Extends an open, unexpired lease to now + ttl_s (0: the pool's lease_ttl_s). */
+/* Extends an open, unexpired lease to now + ttl_s (0: the pool's lease_ttl_s). Also in a
+ * draining pool: draining stops new leases, not the ones that live. */
 enum imspool_result imspool_renew(struct imspool *p, const char *lease_id, int ttl_s,
                                   struct imspool_lease *out, char *detail, size_t detail_len);
-/* Ends a lease; its member is quarantined for the pool's quarantine_s. */
+/* Ends a lease; its member is quarantined for the pool's quarantine_s. A lease that ran
+ * out before anyone swept it ends as the sweeper would end it (at its expiry, reason
+ * "expired") and the call returns IMSPOOL_ERR_LEASE_RELEASED saying so. */
 enum imspool_result imspool_release(struct imspool *p, const char *lease_id, const char *reason,
                                     char *detail, size_t detail_len);
 /* Ends every lease past its expiry (reason "expired", quarantine from the expiry time).
