@@ -29,8 +29,8 @@ static double now_s(void)
 static void client(const char *url, int id, double until, int fd)
 {
     struct imspool *p;
-    struct imspool_opts o = {.db_url = url, .redis_url = getenv("POOL_BENCH_REDIS"),
-                             .redis_prefix = "pool_bench:"};
+    struct imspool_opts o = {
+        .db_url = url, .redis_url = getenv("POOL_BENCH_REDIS"), .redis_prefix = "pool_bench:"};
     char d[512];
     if (imspool_open(&p, &o, d, sizeof(d)) != IMSPOOL_OK)
         _exit(2);
