@@ -211,6 +211,17 @@ IMSPOOL_API enum imspool_result imspool_open(struct imspool **pp, const struct i
         imspool_close(p);
         return IMSPOOL_ERR_DB_UNAVAILABLE;
     }
+    if (!imspool_redis_prefix_set(p)) {
+        /* Default prefix "imspool:<database>:", so that databases sharing a Redis never
+           share keys. */
+        char prefix[160];
+        snprintf(prefix, sizeof(prefix), "imspool:%s:", PQdb(p->c));
+        if (imspool_redis_set_prefix(p, prefix) != IMSPOOL_OK) {
+            imspool_detail(detail, dlen, "database name too long for the default redis prefix");
+            imspool_close(p);
+            return IMSPOOL_ERR_INVALID_ARG;
+        }
+    }
     *pp = p;
     return IMSPOOL_OK;
 }

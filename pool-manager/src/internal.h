@@ -61,6 +61,10 @@ bool imspool_redis_url_parse(const char *url, char *host, size_t hostlen, int *p
 enum imspool_result imspool_redis_init(struct imspool *p, const struct imspool_opts *o,
                                        char *detail, size_t dlen);
 void imspool_redis_free(struct imspool *p);
+/* Sets the key prefix; INVALID_ARG when too long. */
+enum imspool_result imspool_redis_set_prefix(struct imspool *p, const char *prefix);
+/* false while no prefix was given (the default is set once the database name is known). */
+bool imspool_redis_prefix_set(const struct imspool *p);
 void imspool_redis_event(struct imspool *p, const struct imspool_event *e);
 void imspool_redis_members_changed(struct imspool *p, const char *pool);
 void imspool_redis_pool_deleted(struct imspool *p, const char *pool);

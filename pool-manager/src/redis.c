@@ -21,15 +21,16 @@
 #define COMMAND_TIMEOUT_MS 500
 #define RETRY_INTERVAL_MS  1000
 #define STREAM_MAXLEN      "100000"
+#define PREFIX_MAX         127
 
 struct imspool_redis {
-    char host[256], password[256], prefix[64];
+    char host[256], password[256], prefix[PREFIX_MAX + 1];
     int port, db;
     redisContext *rc;
     int64_t retry_at; /* monotonic ms before which no reconnect is tried */
     bool up, degraded_logged, dirty;
     long failures;
-    char k_events[96], k_expiry[96], k_epoch[96];
+    char k_events[PREFIX_MAX + 8], k_expiry[PREFIX_MAX + 8], k_epoch[PREFIX_MAX + 8];
 };
 
 static int64_t mono_ms(void)
@@ -125,19 +126,33 @@ enum imspool_result imspool_redis_init(struct imspool *p, const struct imspool_o
         imspool_detail(detail, dlen, "redis URL must be redis://[:password@]host[:port][/db]");
         return IMSPOOL_ERR_INVALID_ARG;
     }
-    const char *prefix = o->redis_prefix ? o->redis_prefix : "imspool:";
-    if (strlen(prefix) >= sizeof(r->prefix)) {
-        free(r);
-        imspool_detail(detail, dlen, "redis prefix longer than %zu bytes", sizeof(r->prefix) - 1);
+    r->up = true; /* until proven otherwise */
+    p->redis = r;
+    if (o->redis_prefix && imspool_redis_set_prefix(p, o->redis_prefix) != IMSPOOL_OK) {
+        imspool_redis_free(p);
+        imspool_detail(detail, dlen, "redis prefix longer than %d bytes", PREFIX_MAX);
         return IMSPOOL_ERR_INVALID_ARG;
     }
+    return IMSPOOL_OK;
+}
+
+enum imspool_result imspool_redis_set_prefix(struct imspool *p, const char *prefix)
+{
+    struct imspool_redis *r = p->redis;
+    if (r == NULL)
+        return IMSPOOL_OK;
+    if (strlen(prefix) > PREFIX_MAX)
+        return IMSPOOL_ERR_INVALID_ARG;
     snprintf(r->prefix, sizeof(r->prefix), "%s", prefix);
     snprintf(r->k_events, sizeof(r->k_events), "%sevents", prefix);
     snprintf(r->k_expiry, sizeof(r->k_expiry), "%sexpiry", prefix);
     snprintf(r->k_epoch, sizeof(r->k_epoch), "%sepoch", prefix);
-    r->up = true; /* until proven otherwise */
-    p->redis = r;
     return IMSPOOL_OK;
+}
+
+bool imspool_redis_prefix_set(const struct imspool *p)
+{
+    return p->redis == NULL || p->redis->prefix[0] != '\0';
 }
 
 void imspool_redis_free(struct imspool *p)
@@ -222,9 +237,9 @@ static void append(struct imspool *p, int argc, const char **argv)
     redisAppendCommandArgv(p->redis->rc, argc, argv, NULL);
 }
 
-/* Reads n replies. false (and degraded) when the connection failed; *first gets the
- * integer of the first reply when wanted. */
-static bool collect(struct imspool *p, int n, long long *first)
+/* Reads n replies. false (and degraded) when the connection failed; ints (optional) gets
+ * the integers of the first two replies (-1 for another type). */
+static bool collect(struct imspool *p, int n, long long ints[2])
 {
     for (int i = 0; i < n; i++) {
         redisReply *rep = NULL;
@@ -232,8 +247,8 @@ static bool collect(struct imspool *p, int n, long long *first)
             lost(p, p->redis->rc && p->redis->rc->errstr[0] ? p->redis->rc->errstr : "no reply");
             return false;
         }
-        if (i == 0 && first)
-            *first = rep->type == REDIS_REPLY_INTEGER ? rep->integer : -1;
+        if (i < 2 && ints)
+            ints[i] = rep->type == REDIS_REPLY_INTEGER ? rep->integer : -1;
         freeReplyObject(rep);
     }
     return true;
@@ -271,7 +286,9 @@ void imspool_redis_event(struct imspool *p, const struct imspool_event *e)
     int n = 0;
     const char *ex[] = {"EXISTS", r->k_epoch};
     append(p, 2, ex);
-    n++;
+    const char *eh[] = {"EXISTS", hkey};
+    append(p, 2, eh);
+    n += 2;
     const char *xa[] = {"XADD",        r->k_events,
                         "MAXLEN",      "~",
                         STREAM_MAXLEN, "*",
@@ -303,9 +320,11 @@ void imspool_redis_event(struct imspool *p, const struct imspool_event *e)
         append(p, 3, zr);
     }
     n++;
-    long long epoch = -1;
-    if (collect(p, n, &epoch))
-        healthy(p, epoch == 0);
+    long long found[2] = {-1, -1};
+    if (collect(p, n, found))
+        /* The counters were gone (a flush, or a pool this Redis never saw): the increments
+           just made started from zero, so rebuild. */
+        healthy(p, found[0] == 0 || found[1] == 0);
 }
 
 void imspool_redis_members_changed(struct imspool *p, const char *pool)
@@ -331,9 +350,9 @@ void imspool_redis_members_changed(struct imspool *p, const char *pool)
         "HSET", hkey, "members", PQgetvalue(res, 0, 0), "disabled", PQgetvalue(res, 0, 1)};
     append(p, 6, hs);
     PQclear(res);
-    long long epoch = -1;
-    if (collect(p, 2, &epoch))
-        healthy(p, epoch == 0);
+    long long found[2] = {-1, -1};
+    if (collect(p, 2, found))
+        healthy(p, found[0] == 0);
 }
 
 void imspool_redis_pool_deleted(struct imspool *p, const char *pool)

@@ -248,6 +248,14 @@ Test(redis, vanished_keys_are_rebuilt_from_postgresql)
     cr_assert_eq(imspool_redis_rebuild(p, d, sizeof(d)), IMSPOOL_OK, "%s", d);
     counters_match_db();
     cr_assert_eq(counter("disabled"), 1);
+    /* Only the pool's counters gone (the epoch stays): rebuilt as well, not restarted
+       from zero. */
+    freeReplyObject(cmd("DEL %s", "pool:r"));
+    struct imspool_lease c3;
+    cr_assert_eq(imspool_allocate(p, "r", "u3", 0, &c3, d, sizeof(d)), IMSPOOL_OK);
+    counters_match_db();
+    cr_assert_eq(counter("leased"), 3);
+    cr_assert_eq(imspool_release(p, c3.id, NULL, d, sizeof(d)), IMSPOOL_OK);
     /* Without any Redis key the schedule comes from PostgreSQL. */
     drop_keys();
     struct imspool *plain;
@@ -256,6 +264,24 @@ Test(redis, vanished_keys_are_rebuilt_from_postgresql)
     int64_t when = 0;
     cr_assert_eq(imspool_next_expiry(plain, &when, d, sizeof(d)), IMSPOOL_OK);
     cr_assert_eq(when, a.expires_ms < b.expires_ms ? a.expires_ms : b.expires_ms);
+    /* The default prefix holds the database name, so databases sharing a Redis do not
+       share keys. */
+    struct imspool *dflt;
+    struct imspool_opts od = {.db_url = db_url, .redis_url = getenv("REDIS_URL")};
+    cr_assert_eq(imspool_open(&dflt, &od, d, sizeof(d)), IMSPOOL_OK);
+    cr_assert_eq(imspool_redis_rebuild(dflt, d, sizeof(d)), IMSPOOL_OK, "%s", d);
+    imspool_close(dflt);
+    char key[160];
+    snprintf(key, sizeof(key), "imspool:%s:pool:r", db_name);
+    redisReply *rr = redisCommand(rc, "HGET %s leased", key);
+    cr_assert(rr && rr->type == REDIS_REPLY_STRING && strcmp(rr->str, "2") == 0,
+              "no counters under %s", key);
+    freeReplyObject(rr);
+    static const char *const dk[] = {"pool:r", "events", "expiry", "epoch"};
+    for (size_t i = 0; i < 4; i++) {
+        snprintf(key, sizeof(key), "imspool:%s:%s", db_name, dk[i]);
+        freeReplyObject(redisCommand(rc, "DEL %s", key));
+    }
     cr_assert_eq(imspool_redis_rebuild(plain, d, sizeof(d)), IMSPOOL_ERR_INVALID_ARG);
     imspool_close(plain);
 }

@@ -38,7 +38,7 @@ static void usage(FILE *f)
           "  redis rebuild  (rebuild the Redis counters and expiry schedule from PostgreSQL)\n"
           "--db defaults to $DATABASE_URL, --redis to $REDIS_URL (optional: without Redis\n"
           "there are no lease events or counters, and nothing else changes), --redis-prefix\n"
-          "to $IMSPOOL_REDIS_PREFIX or \"imspool:\" (one prefix per database).\n",
+          "to $IMSPOOL_REDIS_PREFIX or \"imspool:<database name>:\".\n",
           f);
 }
 

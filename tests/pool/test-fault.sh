@@ -354,15 +354,17 @@ echo "   $swept; $expired leases ended as expired, none open past its expiry"
 redis_checks() {
     step "redis: keys rebuilt after the FLUSHALL, events after the restart, counters"
     [[ $(rcli PING) == PONG ]] || fail "redis does not answer PING"
+    local P # libimspool's default key prefix: imspool:<database name>:
+    P="imspool:$(psq -c 'SELECT current_database()'):"
     local epoch
-    epoch=$(rcli GET imspool:epoch)
-    [[ $epoch =~ ^[0-9]+$ ]] || fail "imspool:epoch missing: no handle rebuilt the keys"
-    ((epoch >= redis_begin)) || fail "imspool:epoch $epoch predates the FLUSHALL ($redis_begin)"
+    epoch=$(rcli GET "${P}epoch")
+    [[ $epoch =~ ^[0-9]+$ ]] || fail "${P}epoch missing: no handle rebuilt the keys"
+    ((epoch >= redis_begin)) || fail "${P}epoch $epoch predates the FLUSHALL ($redis_begin)"
     local after
-    after=$(rcli XRANGE imspool:events "$redis_end" + | grep -c '^allocated$' || true)
+    after=$(rcli XRANGE "${P}events" "$redis_end" + | grep -c '^allocated$' || true)
     ((after > 0)) || fail "no allocated event in the stream after the Redis restart"
     local drift
-    drift=$(rcli HGET imspool:pool:$POOL leased)
+    drift=$(rcli HGET "${P}pool:$POOL" leased)
     local db_open
     db_open=$(psq -c "SELECT count(*) FROM leases WHERE released_at IS NULL")
     echo "   epoch rebuilt $((epoch - redis_begin)) ms after the FLUSHALL; $after allocated" \
@@ -370,7 +372,7 @@ redis_checks() {
     "$bin" redis rebuild >/dev/null || fail "imspool redis rebuild failed"
     local got want
     got=$(for f in members disabled leased allocated renewed released expired; do
-        rcli HGET imspool:pool:$POOL $f; done | paste -sd/)
+        rcli HGET "${P}pool:$POOL" $f; done | paste -sd/)
     want=$(psq -c "SELECT (SELECT count(*) FROM pool_members) || '/' ||
         (SELECT count(*) FROM pool_members WHERE state = 'disabled') || '/' ||
         count(*) FILTER (WHERE released_at IS NULL) || '/' || count(*) || '/' ||
@@ -379,7 +381,7 @@ redis_checks() {
         count(*) FILTER (WHERE release_reason = 'expired') FROM leases")
     [[ $got == "$want" ]] || fail "counters after a rebuild: redis $got, postgresql $want"
     local zc
-    zc=$(rcli ZCARD imspool:expiry)
+    zc=$(rcli ZCARD "${P}expiry")
     ((zc == db_open)) || fail "expiry schedule holds $zc leases, PostgreSQL has $db_open open"
     echo "   after imspool redis rebuild: counters $got (members/disabled/leased/allocated/" \
         "renewed/released/expired) equal PostgreSQL's; schedule holds the $zc open leases"

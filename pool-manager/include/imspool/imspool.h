@@ -86,7 +86,7 @@ struct imspool_opts {
      * reported once through log), and what it carries is rebuilt from PostgreSQL when it
      * comes back empty (FLUSHALL, restart without persistence). */
     const char *redis_url;
-    const char *redis_prefix; /* key prefix; NULL: "imspool:" */
+    const char *redis_prefix; /* key prefix; NULL: "imspool:<database name>:" */
     imspool_log_fn log;       /* optional */
     void *log_arg;
 };
@@ -195,7 +195,8 @@ enum imspool_result imspool_next_expiry(struct imspool *p, int64_t *when_ms, cha
                                         size_t detail_len);
 
 /*
- * Redis keys (prefix P, default "imspool:"), all rebuilt from PostgreSQL when missing:
+ * Redis keys (prefix P, default "imspool:<database name>:"), all rebuilt from PostgreSQL
+ * when missing:
  *   P"events"        stream of lease events, fields: type (allocated | renewed | released |
  *                    expired), lease, pool, holder, impi, impu, expires_ms, reason; trimmed
  *                    to about 100,000 entries. Best effort: an event is added after its
