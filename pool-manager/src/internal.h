@@ -65,7 +65,9 @@ void imspool_redis_free(struct imspool *p);
 enum imspool_result imspool_redis_set_prefix(struct imspool *p, const char *prefix);
 /* false while no prefix was given (the default is set once the database name is known). */
 bool imspool_redis_prefix_set(const struct imspool *p);
-void imspool_redis_event(struct imspool *p, const struct imspool_event *e);
+/* Reports count committed changes in as few round trips as possible. e NULL with count > 0:
+ * changes happened that cannot be described (no memory); the keys are rebuilt later. */
+void imspool_redis_events(struct imspool *p, const struct imspool_event *e, size_t count);
 void imspool_redis_members_changed(struct imspool *p, const char *pool);
 void imspool_redis_pool_deleted(struct imspool *p, const char *pool);
 

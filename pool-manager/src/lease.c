@@ -39,24 +39,25 @@ static enum imspool_result allocate_once(struct imspool *p, const char *pool, co
     if (res == NULL)
         return r;
     int last = PQntuples(res) - 1;
-    /* Rows before the last: leases of the pool the call ended at their expiry. */
-    for (int i = 0; i < last; i++) {
-        struct imspool_event e = {"expired",
-                                  PQgetvalue(res, i, 1),
-                                  pool,
-                                  PQgetvalue(res, i, 6),
-                                  PQgetvalue(res, i, 2),
-                                  PQgetvalue(res, i, 3),
-                                  "expired",
-                                  atoll(PQgetvalue(res, i, 4))};
-        imspool_redis_event(p, &e);
-    }
+    /* Rows before the last: leases of the pool the call ended at their expiry; with the
+       new lease, one batch of events. */
+    struct imspool_event one[8], *ev = last + 1 <= 8 ? one : calloc((size_t)last + 1, sizeof(*ev));
+    size_t nev = 0;
+    for (int i = 0; ev && i < last; i++)
+        ev[nev++] = (struct imspool_event){"expired",
+                                           PQgetvalue(res, i, 1),
+                                           pool,
+                                           PQgetvalue(res, i, 6),
+                                           PQgetvalue(res, i, 2),
+                                           PQgetvalue(res, i, 3),
+                                           "expired",
+                                           atoll(PQgetvalue(res, i, 4))};
     const char *st = last >= 0 ? PQgetvalue(res, last, 0) : "";
     if (strcmp(st, "ok") == 0) {
         copy_lease(res, last, 1, out);
-        struct imspool_event e = {"allocated", out->id,   pool, holder,
-                                  out->impi,   out->impu, NULL, out->expires_ms};
-        imspool_redis_event(p, &e);
+        if (ev)
+            ev[nev++] = (struct imspool_event){"allocated", out->id,   pool, holder,
+                                               out->impi,   out->impu, NULL, out->expires_ms};
         r = IMSPOOL_OK;
     } else if (strcmp(st, "pool_unknown") == 0) {
         imspool_detail(detail, dlen, "no pool named %s", pool);
@@ -75,6 +76,9 @@ static enum imspool_result allocate_once(struct imspool *p, const char *pool, co
         imspool_detail(detail, dlen, "imspool_allocate() gave no status (schema too old?)");
         r = IMSPOOL_ERR_DB_UNAVAILABLE;
     }
+    imspool_redis_events(p, ev, ev ? nev : (size_t)last + 1);
+    if (ev != one)
+        free(ev);
     PQclear(res);
     return r;
 }
@@ -167,7 +171,7 @@ IMSPOOL_API enum imspool_result imspool_renew(struct imspool *p, const char *lea
         struct imspool_event e = {
             "renewed", out->id, PQgetvalue(res, 0, 4), PQgetvalue(res, 0, 5), out->impi,
             out->impu, NULL,    out->expires_ms};
-        imspool_redis_event(p, &e);
+        imspool_redis_events(p, &e, 1);
     }
     PQclear(res);
     return ok ? IMSPOOL_OK : why_not(p, lease_id, detail, dlen);
@@ -221,7 +225,7 @@ IMSPOOL_API enum imspool_result imspool_release(struct imspool *p, const char *l
                               PQgetvalue(res, 0, 4),
                               PQgetvalue(res, 0, 6),
                               atoll(PQgetvalue(res, 0, 5))};
-    imspool_redis_event(p, &e);
+    imspool_redis_events(p, &e, 1);
     if (overdue)
         imspool_detail(detail, dlen, "lease %s had expired before the release; ended at its expiry",
                        lease_id);
@@ -254,17 +258,19 @@ IMSPOOL_API enum imspool_result imspool_sweep(struct imspool *p, long *expired, 
         1, params, &r, detail, dlen);
     if (res == NULL)
         return r;
-    for (int i = 0; i < PQntuples(res); i++) {
-        struct imspool_event e = {"expired",
-                                  PQgetvalue(res, i, 0),
-                                  PQgetvalue(res, i, 1),
-                                  PQgetvalue(res, i, 2),
-                                  PQgetvalue(res, i, 3),
-                                  PQgetvalue(res, i, 4),
-                                  "expired",
-                                  atoll(PQgetvalue(res, i, 5))};
-        imspool_redis_event(p, &e);
-    }
+    size_t n = (size_t)PQntuples(res);
+    struct imspool_event *ev = n ? calloc(n, sizeof(*ev)) : NULL;
+    for (size_t i = 0; ev && i < n; i++)
+        ev[i] = (struct imspool_event){"expired",
+                                       PQgetvalue(res, (int)i, 0),
+                                       PQgetvalue(res, (int)i, 1),
+                                       PQgetvalue(res, (int)i, 2),
+                                       PQgetvalue(res, (int)i, 3),
+                                       PQgetvalue(res, (int)i, 4),
+                                       "expired",
+                                       atoll(PQgetvalue(res, (int)i, 5))};
+    imspool_redis_events(p, ev, n);
+    free(ev);
     if (expired)
         *expired = PQntuples(res);
     PQclear(res);

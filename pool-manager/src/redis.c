@@ -275,20 +275,18 @@ static void healthy(struct imspool *p, bool epoch_missing)
     }
 }
 
-void imspool_redis_event(struct imspool *p, const struct imspool_event *e)
+/* Appends the commands of one event; returns how many replies they give. The first two
+ * replies are EXISTS of the epoch and of the pool's counters. */
+static int append_event(struct imspool *p, const struct imspool_event *e)
 {
     struct imspool_redis *r = p->redis;
-    if (r == NULL || !connect_redis(p))
-        return;
     char exp[24], hkey[160];
     snprintf(exp, sizeof(exp), "%lld", (long long)e->expires_ms);
     snprintf(hkey, sizeof(hkey), "%spool:%s", r->prefix, e->pool);
-    int n = 0;
     const char *ex[] = {"EXISTS", r->k_epoch};
     append(p, 2, ex);
     const char *eh[] = {"EXISTS", hkey};
     append(p, 2, eh);
-    n += 2;
     const char *xa[] = {"XADD",        r->k_events,
                         "MAXLEN",      "~",
                         STREAM_MAXLEN, "*",
@@ -301,12 +299,11 @@ void imspool_redis_event(struct imspool *p, const struct imspool_event *e)
                         "expires_ms",  exp,
                         "reason",      e->reason ? e->reason : ""};
     append(p, (int)(sizeof(xa) / sizeof(xa[0])), xa);
-    n++;
     /* The counter named after the event type (allocated, renewed, released, expired). */
     bool opens = strcmp(e->type, "allocated") == 0, renews = strcmp(e->type, "renewed") == 0;
     const char *hi[] = {"HINCRBY", hkey, e->type, "1"};
     append(p, 4, hi);
-    n++;
+    int n = 4;
     if (!renews) {
         const char *hl[] = {"HINCRBY", hkey, "leased", opens ? "1" : "-1"};
         append(p, 4, hl);
@@ -319,12 +316,39 @@ void imspool_redis_event(struct imspool *p, const struct imspool_event *e)
         const char *zr[] = {"ZREM", r->k_expiry, e->lease};
         append(p, 3, zr);
     }
-    n++;
-    long long found[2] = {-1, -1};
-    if (collect(p, n, found))
-        /* The counters were gone (a flush, or a pool this Redis never saw): the increments
-           just made started from zero, so rebuild. */
-        healthy(p, found[0] == 0 || found[1] == 0);
+    return n + 1;
+}
+
+#define EVENTS_PER_ROUND_TRIP 256
+
+void imspool_redis_events(struct imspool *p, const struct imspool_event *e, size_t count)
+{
+    if (p->redis == NULL)
+        return;
+    if (e == NULL) { /* the caller had no memory for them: rebuild when next reachable */
+        p->redis->dirty = count > 0 || p->redis->dirty;
+        return;
+    }
+    bool missing = false;
+    for (size_t done = 0; done < count;) {
+        if (!connect_redis(p))
+            return;
+        size_t batch = count - done < EVENTS_PER_ROUND_TRIP ? count - done : EVENTS_PER_ROUND_TRIP;
+        int replies[EVENTS_PER_ROUND_TRIP];
+        for (size_t i = 0; i < batch; i++)
+            replies[i] = append_event(p, &e[done + i]);
+        for (size_t i = 0; i < batch; i++) {
+            long long found[2] = {-1, -1};
+            if (!collect(p, replies[i], found))
+                return; /* degraded; the rest waits for the rebuild */
+            /* Counters gone (a flush, or a pool this Redis never saw): the increments just
+               made started from zero, so rebuild once the batch is in. */
+            missing = missing || found[0] == 0 || found[1] == 0;
+        }
+        done += batch;
+    }
+    if (count)
+        healthy(p, missing);
 }
 
 void imspool_redis_members_changed(struct imspool *p, const char *pool)

@@ -405,3 +405,38 @@ Test(redis, restart_of_redis_under_a_live_handle)
     redisFree(rc);
     rc = redis_connect(getenv("REDIS_URL"));
 }
+
+/* A sweep that ends more leases than one Redis round trip carries (256 events). */
+Test(redis, a_large_sweep_reaches_redis_in_batches)
+{
+    char d[512];
+    struct imspool_pool_spec s = {"big", "home1.net", 60, 0, 1};
+    cr_assert_eq(imspool_pool_create(p, &s, d, sizeof(d)), IMSPOOL_OK, "%s", d);
+    long added;
+    cr_assert_eq(imspool_members_add(p, "big", "sip:big-{000..299}@home1.net", "big@home1.net",
+                                     &added, d, sizeof(d)),
+                 IMSPOOL_OK, "%s", d);
+    struct imspool_lease l;
+    for (int i = 0; i < 300; i++) {
+        char holder[16];
+        snprintf(holder, sizeof(holder), "h%d", i);
+        cr_assert_eq(imspool_allocate(p, "big", holder, 0, &l, d, sizeof(d)), IMSPOOL_OK, "%s", d);
+    }
+    clock_ms += 61 * 1000;
+    long n = 0;
+    cr_assert_eq(imspool_sweep(p, &n, d, sizeof(d)), IMSPOOL_OK, "%s", d);
+    cr_assert_eq(n, 300);
+    char key[160];
+    snprintf(key, sizeof(key), "%spool:big", prefix);
+    redisReply *r = redisCommand(rc, "HMGET %s leased expired allocated", key);
+    cr_assert(r && r->type == REDIS_REPLY_ARRAY && r->elements == 3);
+    cr_assert_str_eq(r->element[0]->str, "0");
+    cr_assert_str_eq(r->element[1]->str, "300");
+    cr_assert_str_eq(r->element[2]->str, "300");
+    freeReplyObject(r);
+    redisReply *z = cmd("ZCARD %s", "expiry");
+    cr_assert_eq(z->integer, 0, "every swept lease left the schedule");
+    freeReplyObject(z);
+    freeReplyObject(redisCommand(rc, "DEL %s", key));
+    cr_assert_eq(warnings, 0, "%s", last_log);
+}
