@@ -1,0 +1,83 @@
+#!/usr/bin/env bash
+# Black-box test of waf-server as a real process against the dev stack's PostgreSQL, in a
+# database of its own: start-up (first signing key, bootstrap admin client), metadata,
+# JWKS and the client_credentials grant with every client-authentication and request
+# error (tests/js/waf.test.mjs, with the jose library), and a clean SIGTERM shutdown
+# (LeakSanitizer runs at exit in the sanitizer build).
+# usage: test-waf.sh BUILD_DIR SOURCE_DIR
+set -euo pipefail
+build=$1 src=$2
+bin=$build/waf-server/waf-server
+imspool=$build/pool-manager/imspool
+: "${DATABASE_URL:?run under scripts/devstack (DATABASE_URL)}"
+: "${REDIS_URL:?run under scripts/devstack (REDIS_URL)}"
+db="waf_it_$$"
+tmp=$(mktemp -d)
+pid=
+cleanup() {
+    [ -n "$pid" ] && kill "$pid" 2>/dev/null && wait "$pid" 2>/dev/null || true
+    psql "$DATABASE_URL" -qc "DROP DATABASE IF EXISTS $db WITH (FORCE)" >/dev/null 2>&1 || true
+    rm -rf "$tmp"
+}
+trap cleanup EXIT
+fail() { echo "FAIL: $*" >&2; [ -f "$tmp/waf.log" ] && tail -20 "$tmp/waf.log" >&2; exit 1; }
+
+url=$("$src/scripts/devstack" db "$db")
+"$imspool" --db "$url" migrate >/dev/null
+openssl rand -hex 32 >"$tmp/kek.hex"
+openssl rand -hex 32 >"$tmp/server-key.hex"
+free_port() { node -e 'const s=require("net").createServer().listen(0,"127.0.0.1",()=>{console.log(s.address().port);s.close()})'; }
+port=$(free_port)
+aport=$(free_port)
+admin_secret=$(openssl rand -base64 33 | tr '+/' '-_')
+svc_secret=$(openssl rand -base64 33 | tr '+/' '-_')
+
+export WAF_ISSUER="http://127.0.0.1:$port"
+export WAF_PUBLIC_LISTEN="127.0.0.1:$port" WAF_ADMIN_LISTEN="127.0.0.1:$aport"
+export WAF_DATABASE_URL="$url" WAF_REDIS_URL="$REDIS_URL"
+export WAF_KEYS_KEK_FILE="$tmp/kek.hex" WAF_SECRETS_SERVER_KEY_FILE="$tmp/server-key.hex"
+export WAF_BOOTSTRAP_ADMIN_CLIENT_SECRET="$admin_secret"
+
+"$bin" --check-config >"$tmp/check.txt" || fail "--check-config: $(cat "$tmp/check.txt")"
+grep -q "^configuration ok" "$tmp/check.txt" || fail "--check-config output"
+if grep -q "$admin_secret" "$tmp/check.txt"; then fail "--check-config shows a secret"; fi
+set +e
+WAF_PUBLIC_LISTEN=0.0.0.0:1 "$bin" --check-config >/dev/null 2>"$tmp/err.txt"; rc=$?
+set -e
+[ $rc -eq 2 ] && grep -q "not a loopback address" "$tmp/err.txt" || fail "plain HTTP off loopback: $rc"
+
+# A service client, as the admin API will create it: HMAC of its secret under the server key.
+mac=$(printf %s "$svc_secret" | openssl dgst -sha256 -mac HMAC -macopt "hexkey:$(cat "$tmp/server-key.hex")" | sed 's/^.*= //')
+psql "$url" -qc "INSERT INTO oauth_clients (client_id, name, client_type, grant_types, scopes, audience, secret_mac)
+  VALUES ('svc', 'service', 'confidential', '{client_credentials}', '{ims.lease,metrics}', 'epcscf.home1.net', '\\x$mac')"
+psql "$url" -qc "INSERT INTO oauth_clients (client_id, name, client_type, grant_types, redirect_uris, audience)
+  VALUES ('wic', 'browser', 'public', '{authorization_code}', '{https://wwsf.home1.net/cb}', 'epcscf.home1.net')"
+
+"$bin" >"$tmp/waf.log" 2>&1 &
+pid=$!
+for _ in $(seq 1 100); do
+    curl -fsS "http://127.0.0.1:$port/healthz" >/dev/null 2>&1 && break
+    kill -0 "$pid" 2>/dev/null || fail "waf-server exited at start"
+    sleep 0.1
+done
+curl -fsS "http://127.0.0.1:$aport/healthz" >/dev/null || fail "admin listener"
+[ "$(psql "$url" -Atc "SELECT count(*) FROM signing_keys WHERE state = 'active'")" = 1 ] \
+    || fail "no active signing key created"
+[ "$(psql "$url" -Atc "SELECT count(*) FROM oauth_clients WHERE client_id = 'admin' AND secret_mac IS NOT NULL")" = 1 ] \
+    || fail "bootstrap admin client missing"
+before=$(psql "$url" -Atc "SELECT md5(string_agg(t::text, ',' ORDER BY t::text)) FROM (SELECT * FROM oauth_clients) t")
+
+WAF_URL="http://127.0.0.1:$port" ADMIN_SECRET="$admin_secret" SVC_SECRET="$svc_secret" \
+    node --test "$src/tests/js/waf.test.mjs" || fail "tests/js/waf.test.mjs"
+
+after=$(psql "$url" -Atc "SELECT md5(string_agg(t::text, ',' ORDER BY t::text)) FROM (SELECT * FROM oauth_clients) t")
+[ "$before" = "$after" ] || fail "bad requests changed oauth_clients"
+if grep -qE "$admin_secret|$svc_secret|eyJ" "$tmp/waf.log"; then fail "a secret or token in the log"; fi
+
+kill -TERM "$pid"
+set +e
+wait "$pid"; rc=$?
+set -e
+pid=
+[ $rc -eq 0 ] || fail "waf-server exit status $rc after SIGTERM"
+echo "waf-server: start-up, metadata, JWKS, client_credentials and its errors, shutdown: ok"

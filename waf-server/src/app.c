@@ -1,0 +1,142 @@
+/* waf-server start-up and shut-down (see app.h). */
+#include "app.h"
+
+#include <ctype.h>
+#include <errno.h>
+#include <jansson.h>
+#include <openssl/crypto.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define KEYS_RELOAD_MS 5000
+
+int waf_read_key_file(const char *path, uint8_t key[32], char *detail, size_t dlen)
+{
+    FILE *f = fopen(path, "r");
+    if (f == NULL) {
+        snprintf(detail, dlen, "cannot open %s: %s", path, strerror(errno));
+        return -1;
+    }
+    char buf[256];
+    size_t n = fread(buf, 1, sizeof(buf) - 1, f);
+    fclose(f);
+    buf[n] = '\0';
+    size_t digits = 0;
+    int rc = 0;
+    for (size_t i = 0; i < n && rc == 0; i++) {
+        if (isspace((unsigned char)buf[i]))
+            continue;
+        if (!isxdigit((unsigned char)buf[i]) || digits == 64) {
+            rc = -1;
+            break;
+        }
+        char h[3] = {buf[i], 0, 0};
+        if (digits % 2 == 0)
+            key[digits / 2] = (uint8_t)(strtoul(h, NULL, 16) << 4);
+        else
+            key[digits / 2] |= (uint8_t)strtoul(h, NULL, 16);
+        digits++;
+    }
+    OPENSSL_cleanse(buf, sizeof(buf));
+    if (rc != 0 || digits != 64) {
+        snprintf(detail, dlen, "%s must hold exactly 64 hex digits (a 32-byte key)", path);
+        return -1;
+    }
+    return 0;
+}
+
+static char *build_metadata(const struct waf_config *c)
+{
+    char url[1200];
+    json_t *m = json_object();
+#define URL(name, path)                                                                            \
+    snprintf(url, sizeof(url), "%s%s", c->issuer, path);                                           \
+    json_object_set_new(m, name, json_string(url))
+    json_object_set_new(m, "issuer", json_string(c->issuer));
+    URL("token_endpoint", "/token");
+    URL("jwks_uri", "/jwks.json");
+#undef URL
+    json_object_set_new(m, "grant_types_supported", json_pack("[s]", "client_credentials"));
+    json_object_set_new(m, "token_endpoint_auth_methods_supported",
+                        json_pack("[s,s]", "client_secret_basic", "client_secret_post"));
+    json_object_set_new(m, "response_types_supported", json_array());
+    json_object_set_new(m, "scopes_supported", json_pack("[s,s,s]", "ims", "ims.lease", "admin"));
+    char *s = json_dumps(m, JSON_COMPACT);
+    json_decref(m);
+    return s;
+}
+
+static const struct waf_route public_routes[] = {
+    {"GET", "/healthz", waf_h_healthz},
+    {"GET", "/.well-known/oauth-authorization-server", waf_h_metadata},
+    {"GET", "/jwks.json", waf_h_jwks},
+    {"POST", "/token", waf_h_token},
+    {NULL, NULL, NULL},
+};
+
+static const struct waf_route admin_routes[] = {
+    {"GET", "/healthz", waf_h_healthz},
+    {NULL, NULL, NULL},
+};
+
+static struct waf_http *listen_on(struct waf_app *a, const struct waf_listener_config *l,
+                                  const struct waf_route *routes, char *detail, size_t dlen)
+{
+    const struct waf_config *c = a->cfg;
+    struct waf_http_opts o = {.listen = l->listen,
+                              .tls_cert_file = l->tls_cert,
+                              .tls_key_file = l->tls_key,
+                              .threads = (int)c->threads,
+                              .max_body = (size_t)c->max_body,
+                              .connection_limit = (unsigned)c->connection_limit,
+                              .per_ip_limit = (unsigned)c->per_ip_connection_limit,
+                              .timeout_s = (unsigned)c->connection_timeout_s,
+                              .routes = routes,
+                              .app = a};
+    return waf_http_start(&o, detail, dlen);
+}
+
+int waf_app_start(struct waf_app *a, const struct waf_config *cfg, char *detail, size_t dlen)
+{
+    memset(a, 0, sizeof(*a));
+    a->cfg = cfg;
+    if (waf_read_key_file(cfg->kek_file, a->kek, detail, dlen) != 0 ||
+        waf_read_key_file(cfg->server_key_file, a->server_key, detail, dlen) != 0)
+        return -1;
+    /* One connection per worker thread of both listeners. */
+    a->db = waf_db_open(cfg->database_url, (int)cfg->threads * 2, detail, dlen);
+    if (a->db == NULL)
+        return -1;
+    a->keys = waf_keystore_open(a->db, a->kek, KEYS_RELOAD_MS, detail, dlen);
+    if (a->keys == NULL)
+        return -1;
+    a->clients = waf_clients_new(a->db, a->server_key);
+    a->metadata = build_metadata(cfg);
+    if (a->clients == NULL || a->metadata == NULL) {
+        snprintf(detail, dlen, "out of memory");
+        return -1;
+    }
+    if (cfg->admin_client_secret &&
+        waf_clients_bootstrap_admin(a->clients, cfg->admin_client_id, cfg->admin_client_secret,
+                                    cfg->issuer, detail, dlen) < 0)
+        return -1;
+    a->pub = listen_on(a, &cfg->pub, public_routes, detail, dlen);
+    if (a->pub == NULL)
+        return -1;
+    a->admin = listen_on(a, &cfg->admin, admin_routes, detail, dlen);
+    return a->admin ? 0 : -1;
+}
+
+void waf_app_stop(struct waf_app *a)
+{
+    waf_http_stop(a->pub);
+    waf_http_stop(a->admin);
+    waf_clients_free(a->clients);
+    waf_keystore_free(a->keys);
+    waf_db_free(a->db);
+    free(a->metadata);
+    OPENSSL_cleanse(a->kek, sizeof(a->kek));
+    OPENSSL_cleanse(a->server_key, sizeof(a->server_key));
+    memset(a, 0, sizeof(*a));
+}

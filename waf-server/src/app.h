@@ -1,0 +1,40 @@
+/*
+ * The waf-server application: configuration, database pool, keys, clients and the
+ * listeners, and the handlers of the public and admin routes.
+ */
+#ifndef WAF_APP_H
+#define WAF_APP_H
+
+#include "clients.h"
+#include "config.h"
+#include "http.h"
+#include "keystore.h"
+#include "wdb.h"
+
+#include <stdint.h>
+
+struct waf_app {
+    const struct waf_config *cfg; /* borrowed */
+    uint8_t kek[32], server_key[32];
+    struct waf_db *db;
+    struct waf_keystore *keys;
+    struct waf_clients *clients;
+    struct waf_http *pub, *admin;
+    char *metadata; /* RFC 8414 document, built once */
+};
+
+/* Reads the key files, connects, loads the keys (creating the first), bootstraps the
+ * admin client and starts both listeners. 0, or -1 with detail (then waf_app_stop()). */
+int waf_app_start(struct waf_app *a, const struct waf_config *cfg, char *detail, size_t detail_len);
+void waf_app_stop(struct waf_app *a);
+
+/* Reads a file holding 64 hex digits (and optional whitespace) into key[32]. 0 or -1. */
+int waf_read_key_file(const char *path, uint8_t key[32], char *detail, size_t detail_len);
+
+/* Route handlers (oauth.c). */
+void waf_h_healthz(void *app, const struct waf_req *rq, struct waf_resp *rs);
+void waf_h_metadata(void *app, const struct waf_req *rq, struct waf_resp *rs);
+void waf_h_jwks(void *app, const struct waf_req *rq, struct waf_resp *rs);
+void waf_h_token(void *app, const struct waf_req *rq, struct waf_resp *rs);
+
+#endif

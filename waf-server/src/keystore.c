@@ -1,0 +1,259 @@
+/* Signing keys (see keystore.h). */
+#include "keystore.h"
+
+#include "wcrypto.h"
+
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+/* What request threads use: immutable once published, freed with its last reference. */
+struct snapshot {
+    int refs; /* under ks->lock */
+    struct waf_sigkey *active;
+    char *jwks;
+};
+
+struct waf_keystore {
+    struct waf_db *db;
+    const uint8_t *kek;
+    long reload_ms;
+    pthread_mutex_t lock;   /* guards cur and refs */
+    pthread_mutex_t reload; /* one reloader at a time */
+    struct snapshot *cur;
+    int64_t loaded_ms;
+};
+
+static int64_t mono_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static void snap_free(struct snapshot *s)
+{
+    if (s == NULL)
+        return;
+    waf_sigkey_free(s->active);
+    free(s->jwks);
+    free(s);
+}
+
+static void unref(struct waf_keystore *ks, struct snapshot *s)
+{
+    pthread_mutex_lock(&ks->lock);
+    bool last = --s->refs == 0;
+    pthread_mutex_unlock(&ks->lock);
+    if (last)
+        snap_free(s);
+}
+
+/* bytea in the text protocol: \x followed by hex. */
+static uint8_t *unhex_bytea(const char *s, size_t *len)
+{
+    if (strncmp(s, "\\x", 2) != 0)
+        return NULL;
+    s += 2;
+    size_t n = strlen(s);
+    if (n % 2)
+        return NULL;
+    uint8_t *out = malloc(n / 2 + 1);
+    for (size_t i = 0; out && i < n / 2; i++) {
+        unsigned v;
+        if (sscanf(s + 2 * i, "%2x", &v) != 1) {
+            free(out);
+            return NULL;
+        }
+        out[i] = (uint8_t)v;
+    }
+    *len = n / 2;
+    return out;
+}
+
+/* Makes, seals and stores a new active key. A concurrent instance doing the same makes
+ * the insert fail on signing_keys_one_active; the caller then just loads. */
+static int create_active(struct waf_keystore *ks, PGconn *c, char *detail, size_t dlen)
+{
+    struct waf_sigkey *k = NULL;
+    uint8_t *blob = NULL;
+    size_t blen = 0;
+    if (waf_sigkey_generate(&k, detail, dlen) != WAF_CRYPTO_OK ||
+        waf_sigkey_seal(k, ks->kek, &blob, &blen, detail, dlen) != WAF_CRYPTO_OK) {
+        waf_sigkey_free(k);
+        return -1;
+    }
+    char *hex = malloc(blen * 2 + 3);
+    if (hex == NULL) {
+        waf_sigkey_free(k);
+        free(blob);
+        return -1;
+    }
+    strcpy(hex, "\\x");
+    for (size_t i = 0; i < blen; i++)
+        snprintf(hex + 2 + 2 * i, 3, "%02x", blob[i]);
+    const char *params[] = {waf_sigkey_kid(k), waf_sigkey_public_jwk(k), hex};
+    char state[6];
+    PGresult *res = waf_db_exec(c,
+                                "INSERT INTO signing_keys (kid, alg, public_jwk, private_key_enc, "
+                                "state, activated_at) VALUES ($1, 'ES256', $2::jsonb, "
+                                "$3::bytea, 'active', now())",
+                                3, params, state, detail, dlen);
+    free(hex);
+    free(blob);
+    waf_sigkey_free(k);
+    if (res == NULL)
+        return strcmp(state, "23505") == 0 ? 0 : -1;
+    PQclear(res);
+    return 0;
+}
+
+/* Reads the keys into a new snapshot. */
+static struct snapshot *load(struct waf_keystore *ks, PGconn *c, char *detail, size_t dlen)
+{
+    char state[6];
+    PGresult *res = waf_db_exec(
+        c,
+        "SELECT kid, state, public_jwk::text, private_key_enc FROM signing_keys "
+        "WHERE state IN ('next', 'active') OR (state = 'retired' AND publish_until > now()) "
+        "ORDER BY state = 'active' DESC, created_at DESC",
+        0, NULL, state, detail, dlen);
+    if (res == NULL)
+        return NULL;
+    struct snapshot *s = calloc(1, sizeof(*s));
+    size_t cap = 16;
+    for (int i = 0; i < PQntuples(res); i++)
+        cap += strlen(PQgetvalue(res, i, 2)) + 1;
+    char *jwks = s ? malloc(cap) : NULL;
+    if (jwks == NULL) {
+        free(s);
+        PQclear(res);
+        return NULL;
+    }
+    s->jwks = jwks;
+    size_t len = (size_t)snprintf(jwks, cap, "{\"keys\":[");
+    for (int i = 0; i < PQntuples(res); i++) {
+        len += (size_t)snprintf(jwks + len, cap - len, "%s%s", i ? "," : "", PQgetvalue(res, i, 2));
+        if (strcmp(PQgetvalue(res, i, 1), "active") != 0 || s->active)
+            continue;
+        size_t blen = 0;
+        uint8_t *blob = unhex_bytea(PQgetvalue(res, i, 3), &blen);
+        enum waf_crypto_result r = blob ? waf_sigkey_open(ks->kek, PQgetvalue(res, i, 0), blob,
+                                                          blen, &s->active, detail, dlen)
+                                        : WAF_CRYPTO_BLOB_FORMAT;
+        free(blob);
+        if (r != WAF_CRYPTO_OK) {
+            snprintf(detail, dlen, "active key %s cannot be opened (wrong keys.kek_file?): %s",
+                     PQgetvalue(res, i, 0), waf_crypto_strerror(r));
+            snap_free(s);
+            PQclear(res);
+            return NULL;
+        }
+    }
+    snprintf(jwks + len, cap - len, "]}");
+    PQclear(res);
+    return s;
+}
+
+int waf_keystore_reload(struct waf_keystore *ks, char *detail, size_t dlen)
+{
+    PGconn *c = waf_db_get(ks->db);
+    if (c == NULL) {
+        snprintf(detail, dlen, "database unreachable");
+        return -1;
+    }
+    struct snapshot *s = load(ks, c, detail, dlen);
+    if (s && s->active == NULL) {
+        snap_free(s);
+        s = create_active(ks, c, detail, dlen) == 0 ? load(ks, c, detail, dlen) : NULL;
+        if (s && s->active == NULL) {
+            snprintf(detail, dlen, "no active signing key after creating one");
+            snap_free(s);
+            s = NULL;
+        }
+    }
+    waf_db_put(ks->db, c);
+    if (s == NULL)
+        return -1;
+    s->refs = 1;
+    pthread_mutex_lock(&ks->lock);
+    struct snapshot *old = ks->cur;
+    ks->cur = s;
+    ks->loaded_ms = mono_ms();
+    pthread_mutex_unlock(&ks->lock);
+    if (old)
+        unref(ks, old);
+    return 0;
+}
+
+struct waf_keystore *waf_keystore_open(struct waf_db *db, const uint8_t kek[32], long reload_ms,
+                                       char *detail, size_t dlen)
+{
+    struct waf_keystore *ks = calloc(1, sizeof(*ks));
+    if (ks == NULL)
+        return NULL;
+    ks->db = db;
+    ks->kek = kek;
+    ks->reload_ms = reload_ms;
+    pthread_mutex_init(&ks->lock, NULL);
+    pthread_mutex_init(&ks->reload, NULL);
+    if (waf_keystore_reload(ks, detail, dlen) != 0) {
+        waf_keystore_free(ks);
+        return NULL;
+    }
+    return ks;
+}
+
+void waf_keystore_free(struct waf_keystore *ks)
+{
+    if (ks == NULL)
+        return;
+    if (ks->cur)
+        snap_free(ks->cur);
+    pthread_mutex_destroy(&ks->lock);
+    pthread_mutex_destroy(&ks->reload);
+    free(ks);
+}
+
+/* The current snapshot, referenced; re-read first when it is old (one thread does it,
+ * the others go on with the current one). */
+static struct snapshot *current(struct waf_keystore *ks)
+{
+    pthread_mutex_lock(&ks->lock);
+    bool stale = mono_ms() - ks->loaded_ms > ks->reload_ms;
+    pthread_mutex_unlock(&ks->lock);
+    if (stale && pthread_mutex_trylock(&ks->reload) == 0) {
+        char d[256];
+        (void)waf_keystore_reload(ks, d, sizeof(d)); /* on failure the old keys stay */
+        pthread_mutex_lock(&ks->lock);
+        ks->loaded_ms = mono_ms(); /* retry later, not on every request */
+        pthread_mutex_unlock(&ks->lock);
+        pthread_mutex_unlock(&ks->reload);
+    }
+    pthread_mutex_lock(&ks->lock);
+    struct snapshot *s = ks->cur;
+    s->refs++;
+    pthread_mutex_unlock(&ks->lock);
+    return s;
+}
+
+int waf_keystore_sign(struct waf_keystore *ks, const char *payload, size_t len, char **token,
+                      char kid_out[65])
+{
+    struct snapshot *s = current(ks);
+    enum waf_crypto_result r = waf_jws_sign(s->active, payload, len, token, NULL, 0);
+    if (kid_out)
+        snprintf(kid_out, 65, "%s", waf_sigkey_kid(s->active));
+    unref(ks, s);
+    return r == WAF_CRYPTO_OK ? 0 : -1;
+}
+
+char *waf_keystore_jwks(struct waf_keystore *ks)
+{
+    struct snapshot *s = current(ks);
+    char *copy = strdup(s->jwks);
+    unref(ks, s);
+    return copy;
+}
