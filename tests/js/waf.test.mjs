@@ -143,3 +143,72 @@ test('HTTP errors: method, path, body size', async () => {
   assert.equal(big.status, 413);
   assert.equal(big.headers.get('content-type'), 'application/problem+json');
 });
+
+async function post(path, body, auth) {
+  const r = await fetch(`${base}${path}`, {
+    method: 'POST', headers: { 'content-type': form, ...(auth ? { authorization: auth } : {}) }, body,
+  });
+  const text = await r.text();
+  let json;
+  try { json = JSON.parse(text); } catch { json = { raw: text }; }
+  return { status: r.status, headers: r.headers, json };
+}
+
+test('introspection (RFC 7662): active with the claims, else active:false only', async () => {
+  const admin = basic('admin', adminSecret);
+  const svc = basic('svc', svcSecret);
+  const t = (await token('grant_type=client_credentials', { authorization: svc })).json.access_token;
+  const res = await post('/introspect', `token=${t}&token_type_hint=access_token`, admin);
+  assert.equal(res.status, 200, JSON.stringify(res.json));
+  assert.equal(res.headers.get('cache-control'), 'no-store');
+  assert.equal(res.json.active, true);
+  assert.equal(res.json.client_id, 'svc');
+  assert.equal(res.json.scope, 'ims.lease metrics');
+  assert.equal(res.json.aud, 'epcscf.home1.net');
+  assert.equal(res.json.iss, base);
+  assert.equal(res.json.token_type, 'Bearer');
+  // Tampered, foreign and garbage tokens: {"active":false} and nothing else.
+  const parts = t.split('.');
+  const forged = [parts[0], Buffer.from(JSON.stringify({ iss: base, exp: 9999999999, jti: 'x' })).toString('base64url'), parts[2]].join('.');
+  for (const bad of [forged, t.slice(0, -2) + (t.endsWith('AA') ? 'BB' : 'AA'), 'garbage', 'a.b.c']) {
+    const r = await post('/introspect', `token=${encodeURIComponent(bad)}`, admin);
+    assert.equal(r.status, 200);
+    assert.deepEqual(r.json, { active: false });
+  }
+  const anon = await post('/introspect', `token=${t}`);
+  assert.equal(anon.status, 401);
+  assert.equal(anon.json.error, 'invalid_client');
+  const missing = await post('/introspect', 'token_type_hint=access_token', admin);
+  assert.equal(missing.json.error, 'invalid_request');
+});
+
+test('revocation (RFC 7009) reaches introspection and the Redis set libimsauth reads', async () => {
+  const { execFileSync } = await import('node:child_process');
+  const inSet = (jti) => execFileSync('redis-cli', ['-u', process.env.REDIS_URL ?? 'redis://127.0.0.1:6379',
+    'SISMEMBER', process.env.REVOKED_KEY, jti]).toString().trim();
+  const svc = basic('svc', svcSecret);
+  const admin = basic('admin', adminSecret);
+  const t = (await token('grant_type=client_credentials', { authorization: svc })).json.access_token;
+  const jti = JSON.parse(Buffer.from(t.split('.')[1], 'base64url')).jti;
+  assert.equal(inSet(jti), '0');
+  // Only the token's client (or an admin client) may revoke it.
+  const other = (await token('grant_type=client_credentials', { authorization: admin })).json.access_token;
+  const refused = await post('/revoke', `token=${other}`, svc);
+  assert.equal(refused.status, 400);
+  assert.equal(refused.json.error, 'unauthorized_client');
+  assert.equal((await post('/introspect', `token=${other}`, admin)).json.active, true);
+
+  const t0 = Date.now();
+  const r = await post('/revoke', `token=${t}&token_type_hint=access_token`, svc);
+  assert.equal(r.status, 200, JSON.stringify(r.json));
+  assert.equal(inSet(jti), '1', 'in the Redis set when /revoke answers');
+  assert.ok(Date.now() - t0 < 1000);
+  assert.deepEqual((await post('/introspect', `token=${t}`, admin)).json, { active: false });
+  // Again, and unknown tokens: 200 as RFC 7009 2.2 asks.
+  assert.equal((await post('/revoke', `token=${t}`, svc)).status, 200);
+  assert.equal((await post('/revoke', 'token=nonsense', svc)).status, 200);
+  assert.equal((await post('/revoke', `token=${t}`)).status, 401);
+  // An admin client may revoke any token.
+  assert.equal((await post('/revoke', `token=${other}`, admin)).status, 200);
+  assert.deepEqual((await post('/introspect', `token=${other}`, admin)).json, { active: false });
+});

@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Black-box test of waf-server as a real process against the dev stack's PostgreSQL, in a
 # database of its own: start-up (first signing key, bootstrap admin client), metadata,
-# JWKS and the client_credentials grant with every client-authentication and request
-# error (tests/js/waf.test.mjs, with the jose library), and a clean SIGTERM shutdown
+# JWKS, the client_credentials grant with every client-authentication and request error,
+# introspection and revocation (the jti reaching the Redis set libimsauth reads)
+# (tests/js/waf.test.mjs, with the jose library), and a clean SIGTERM shutdown
 # (LeakSanitizer runs at exit in the sanitizer build).
 # usage: test-waf.sh BUILD_DIR SOURCE_DIR
 set -euo pipefail
@@ -17,6 +18,7 @@ pid=
 cleanup() {
     [ -n "$pid" ] && kill "$pid" 2>/dev/null && wait "$pid" 2>/dev/null || true
     psql "$DATABASE_URL" -qc "DROP DATABASE IF EXISTS $db WITH (FORCE)" >/dev/null 2>&1 || true
+    redis-cli -u "$REDIS_URL" DEL "$db:revoked" "$db:revoked:exp" >/dev/null 2>&1 || true
     rm -rf "$tmp"
 }
 trap cleanup EXIT
@@ -37,6 +39,7 @@ export WAF_PUBLIC_LISTEN="127.0.0.1:$port" WAF_ADMIN_LISTEN="127.0.0.1:$aport"
 export WAF_DATABASE_URL="$url" WAF_REDIS_URL="$REDIS_URL"
 export WAF_KEYS_KEK_FILE="$tmp/kek.hex" WAF_SECRETS_SERVER_KEY_FILE="$tmp/server-key.hex"
 export WAF_BOOTSTRAP_ADMIN_CLIENT_SECRET="$admin_secret"
+export WAF_REDIS_REVOKED_KEY="$db:revoked" # libimsauth's set, private to this run
 
 "$bin" --check-config >"$tmp/check.txt" || fail "--check-config: $(cat "$tmp/check.txt")"
 grep -q "^configuration ok" "$tmp/check.txt" || fail "--check-config output"
@@ -68,7 +71,7 @@ curl -fsS "http://127.0.0.1:$aport/healthz" >/dev/null || fail "admin listener"
 before=$(psql "$url" -Atc "SELECT md5(string_agg(t::text, ',' ORDER BY t::text)) FROM (SELECT * FROM oauth_clients) t")
 
 WAF_URL="http://127.0.0.1:$port" ADMIN_SECRET="$admin_secret" SVC_SECRET="$svc_secret" \
-    node --test "$src/tests/js/waf.test.mjs" || fail "tests/js/waf.test.mjs"
+    REVOKED_KEY="$WAF_REDIS_REVOKED_KEY" node --test "$src/tests/js/waf.test.mjs" || fail "tests/js/waf.test.mjs"
 
 after=$(psql "$url" -Atc "SELECT md5(string_agg(t::text, ',' ORDER BY t::text)) FROM (SELECT * FROM oauth_clients) t")
 [ "$before" = "$after" ] || fail "bad requests changed oauth_clients"
@@ -80,4 +83,5 @@ wait "$pid"; rc=$?
 set -e
 pid=
 [ $rc -eq 0 ] || fail "waf-server exit status $rc after SIGTERM"
-echo "waf-server: start-up, metadata, JWKS, client_credentials and its errors, shutdown: ok"
+[ "$(psql "$url" -Atc "SELECT count(*) FROM revoked_tokens")" -ge 1 ] || fail "no revocation recorded"
+echo "waf-server: start-up, metadata, JWKS, client_credentials, introspection, revocation, shutdown: ok"

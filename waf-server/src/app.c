@@ -56,11 +56,17 @@ static char *build_metadata(const struct waf_config *c)
     json_object_set_new(m, "issuer", json_string(c->issuer));
     URL("token_endpoint", "/token");
     URL("jwks_uri", "/jwks.json");
+    URL("introspection_endpoint", "/introspect");
+    URL("revocation_endpoint", "/revoke");
 #undef URL
     json_object_set_new(m, "grant_types_supported", json_pack("[s]", "client_credentials"));
     json_object_set_new(m, "token_endpoint_auth_methods_supported",
                         json_pack("[s,s]", "client_secret_basic", "client_secret_post"));
     json_object_set_new(m, "response_types_supported", json_array());
+    json_object_set_new(m, "introspection_endpoint_auth_methods_supported",
+                        json_pack("[s,s]", "client_secret_basic", "client_secret_post"));
+    json_object_set_new(m, "revocation_endpoint_auth_methods_supported",
+                        json_pack("[s,s]", "client_secret_basic", "client_secret_post"));
     json_object_set_new(m, "scopes_supported", json_pack("[s,s,s]", "ims", "ims.lease", "admin"));
     char *s = json_dumps(m, JSON_COMPACT);
     json_decref(m);
@@ -72,6 +78,8 @@ static const struct waf_route public_routes[] = {
     {"GET", "/.well-known/oauth-authorization-server", waf_h_metadata},
     {"GET", "/jwks.json", waf_h_jwks},
     {"POST", "/token", waf_h_token},
+    {"POST", "/introspect", waf_h_introspect},
+    {"POST", "/revoke", waf_h_revoke},
     {NULL, NULL, NULL},
 };
 
@@ -112,8 +120,9 @@ int waf_app_start(struct waf_app *a, const struct waf_config *cfg, char *detail,
     if (a->keys == NULL)
         return -1;
     a->clients = waf_clients_new(a->db, a->server_key);
+    a->redis = waf_redis_new(cfg->redis_url);
     a->metadata = build_metadata(cfg);
-    if (a->clients == NULL || a->metadata == NULL) {
+    if (a->clients == NULL || a->metadata == NULL || a->redis == NULL) {
         snprintf(detail, dlen, "out of memory");
         return -1;
     }
@@ -133,6 +142,7 @@ void waf_app_stop(struct waf_app *a)
     waf_http_stop(a->pub);
     waf_http_stop(a->admin);
     waf_clients_free(a->clients);
+    waf_redis_free(a->redis);
     waf_keystore_free(a->keys);
     waf_db_free(a->db);
     free(a->metadata);

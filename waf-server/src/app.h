@@ -10,6 +10,7 @@
 #include "http.h"
 #include "keystore.h"
 #include "wdb.h"
+#include "wredis.h"
 
 #include <stdint.h>
 
@@ -19,6 +20,7 @@ struct waf_app {
     struct waf_db *db;
     struct waf_keystore *keys;
     struct waf_clients *clients;
+    struct waf_redis *redis;
     struct waf_http *pub, *admin;
     char *metadata; /* RFC 8414 document, built once */
 };
@@ -36,5 +38,7 @@ void waf_h_healthz(void *app, const struct waf_req *rq, struct waf_resp *rs);
 void waf_h_metadata(void *app, const struct waf_req *rq, struct waf_resp *rs);
 void waf_h_jwks(void *app, const struct waf_req *rq, struct waf_resp *rs);
 void waf_h_token(void *app, const struct waf_req *rq, struct waf_resp *rs);
+void waf_h_introspect(void *app, const struct waf_req *rq, struct waf_resp *rs);
+void waf_h_revoke(void *app, const struct waf_req *rq, struct waf_resp *rs);
 
 #endif

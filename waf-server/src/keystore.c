@@ -10,10 +10,15 @@
 #include <time.h>
 
 /* What request threads use: immutable once published, freed with its last reference. */
+#define MAX_PUBLISHED 64
+
 struct snapshot {
     int refs; /* under ks->lock */
     struct waf_sigkey *active;
     char *jwks;
+    int npub;
+    char kid[MAX_PUBLISHED][65];
+    struct waf_pubkey *pub[MAX_PUBLISHED]; /* every published key, for verification */
 };
 
 struct waf_keystore {
@@ -38,6 +43,8 @@ static void snap_free(struct snapshot *s)
     if (s == NULL)
         return;
     waf_sigkey_free(s->active);
+    for (int i = 0; i < s->npub; i++)
+        waf_pubkey_free(s->pub[i]);
     free(s->jwks);
     free(s);
 }
@@ -136,6 +143,9 @@ static struct snapshot *load(struct waf_keystore *ks, PGconn *c, char *detail, s
     size_t len = (size_t)snprintf(jwks, cap, "{\"keys\":[");
     for (int i = 0; i < PQntuples(res); i++) {
         len += (size_t)snprintf(jwks + len, cap - len, "%s%s", i ? "," : "", PQgetvalue(res, i, 2));
+        if (s->npub < MAX_PUBLISHED &&
+            waf_pubkey_from_jwk(PQgetvalue(res, i, 2), &s->pub[s->npub], NULL, 0) == WAF_CRYPTO_OK)
+            snprintf(s->kid[s->npub++], 65, "%s", PQgetvalue(res, i, 0));
         if (strcmp(PQgetvalue(res, i, 1), "active") != 0 || s->active)
             continue;
         size_t blen = 0;
@@ -256,4 +266,37 @@ char *waf_keystore_jwks(struct waf_keystore *ks)
     char *copy = strdup(s->jwks);
     unref(ks, s);
     return copy;
+}
+
+/* The published key of kid in s, or NULL. */
+static const struct waf_pubkey *published(const struct snapshot *s, const char *kid)
+{
+    for (int i = 0; i < s->npub; i++)
+        if (strcmp(s->kid[i], kid) == 0)
+            return s->pub[i];
+    return NULL;
+}
+
+int waf_keystore_verify(struct waf_keystore *ks, const char *token, size_t len, char **payload)
+{
+    char kid[65];
+    if (!waf_jws_kid(token, len, kid))
+        return -1;
+    struct snapshot *s = current(ks);
+    const struct waf_pubkey *k = published(s, kid);
+    pthread_mutex_lock(&ks->lock);
+    bool may_reload = mono_ms() - ks->loaded_ms > 1000; /* at most once a second */
+    pthread_mutex_unlock(&ks->lock);
+    if (k == NULL && may_reload && pthread_mutex_trylock(&ks->reload) == 0) {
+        /* A key another instance published since the last reload. */
+        char d[256];
+        unref(ks, s);
+        (void)waf_keystore_reload(ks, d, sizeof(d));
+        pthread_mutex_unlock(&ks->reload);
+        s = current(ks);
+        k = published(s, kid);
+    }
+    int rc = k && waf_jws_verify(k, token, len, payload) == WAF_CRYPTO_OK ? 0 : -1;
+    unref(ks, s);
+    return rc;
 }

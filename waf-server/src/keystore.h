@@ -32,6 +32,11 @@ int waf_keystore_reload(struct waf_keystore *ks, char *detail, size_t detail_len
 int waf_keystore_sign(struct waf_keystore *ks, const char *payload, size_t len, char **token,
                       char kid_out[65]);
 
+/* Verifies a token this WAF signed with any still-published key (re-reading the keys
+ * once for a kid it does not know). On success *payload is the claims JSON (caller
+ * frees). 0, or -1 for a token that is malformed, of an unknown key or badly signed. */
+int waf_keystore_verify(struct waf_keystore *ks, const char *token, size_t len, char **payload);
+
 /* The JWKS document ({"keys":[...]}: next, active, and retired keys until publish_until)
  * as a new string the caller frees; NULL on failure. */
 char *waf_keystore_jwks(struct waf_keystore *ks);

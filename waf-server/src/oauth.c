@@ -5,6 +5,7 @@
  */
 #include "app.h"
 #include "form.h"
+#include "wredis.h"
 #include "wcrypto.h"
 
 #include <jansson.h>
@@ -231,9 +232,9 @@ static void client_credentials(struct waf_app *a, const struct waf_client *c,
     waf_resp_header(rs, "Pragma", "no-cache");
 }
 
-void waf_h_token(void *app, const struct waf_req *rq, struct waf_resp *rs)
+/* Checks the media type and parses the form body; false after answering. */
+static bool read_form(const struct waf_req *rq, struct waf_resp *rs, struct waf_form **f)
 {
-    struct waf_app *a = app;
     const char *ct = waf_req_header(rq, "Content-Type");
     size_t ctl = ct ? strcspn(ct, ";") : 0;
     while (ctl && ct[ctl - 1] == ' ')
@@ -242,16 +243,23 @@ void waf_h_token(void *app, const struct waf_req *rq, struct waf_resp *rs)
         strncasecmp(ct, "application/x-www-form-urlencoded", ctl) != 0) {
         oauth_error(rs, 400, "invalid_request",
                     "the body must be application/x-www-form-urlencoded");
-        return;
+        return false;
     }
-    struct waf_form *f = NULL;
     char d[200];
-    enum waf_form_result fr = waf_form_parse(rq->body, rq->body_len, &f, d, sizeof(d));
-    if (fr != WAF_FORM_OK) {
+    if (waf_form_parse(rq->body, rq->body_len, f, d, sizeof(d)) != WAF_FORM_OK) {
         oauth_error(rs, 400, "invalid_request", d);
-        return;
+        return false;
     }
+    return true;
+}
+
+/* Authenticates the calling client (RFC 6749 2.3.1: Basic or the body, never both). On
+ * success *out is a referenced client (waf_client_put() it); false after answering. */
+static bool authenticate(struct waf_app *a, const struct waf_req *rq, const struct waf_form *f,
+                         struct waf_resp *rs, const struct waf_client **out)
+{
     struct client_auth ca = {0};
+    bool ok = false;
     const char *authz = waf_req_header(rq, "Authorization");
     const char *body_id = waf_form_get(f, "client_id");
     const char *body_secret = waf_form_get(f, "client_secret");
@@ -278,36 +286,188 @@ void waf_h_token(void *app, const struct waf_req *rq, struct waf_resp *rs)
         snprintf(ca.secret, sizeof(ca.secret), "%s", body_secret);
         ca.present = true;
     }
-    const char *grant = waf_form_get(f, "grant_type");
-    if (grant == NULL) {
-        oauth_error(rs, 400, "invalid_request", "grant_type is required");
-        goto out;
-    }
-    if (strcmp(grant, "client_credentials") != 0) {
-        oauth_error(rs, 400, "unsupported_grant_type", "this grant type is not supported");
-        goto out;
-    }
     if (!ca.present) {
         oauth_error(rs, 401, "invalid_client", "client authentication is required");
         waf_resp_header(rs, "WWW-Authenticate", "Basic realm=\"waf\"");
         goto out;
     }
-    const struct waf_client *c = NULL;
-    enum waf_client_result cr = waf_clients_authenticate(a->clients, ca.id, ca.secret, &c);
+    enum waf_client_result cr = waf_clients_authenticate(a->clients, ca.id, ca.secret, out);
     if (cr == WAF_CLIENT_UNAVAILABLE) {
         oauth_error(rs, 503, "temporarily_unavailable", "the client registry is unavailable");
         waf_resp_header(rs, "Retry-After", "5");
-        goto out;
-    }
-    if (cr != WAF_CLIENT_OK) {
+    } else if (cr != WAF_CLIENT_OK) {
         oauth_error(rs, 401, "invalid_client", "client authentication failed");
         if (ca.basic)
             waf_resp_header(rs, "WWW-Authenticate", "Basic realm=\"waf\"");
-        goto out;
+    } else {
+        ok = true;
     }
-    client_credentials(a, c, f, rs);
-    waf_client_put(a->clients, c);
 out:
     OPENSSL_cleanse(ca.secret, sizeof(ca.secret));
+    return ok;
+}
+
+void waf_h_token(void *app, const struct waf_req *rq, struct waf_resp *rs)
+{
+    struct waf_app *a = app;
+    struct waf_form *f = NULL;
+    if (!read_form(rq, rs, &f))
+        return;
+    const char *grant = waf_form_get(f, "grant_type");
+    const struct waf_client *c = NULL;
+    if (grant == NULL)
+        oauth_error(rs, 400, "invalid_request", "grant_type is required");
+    else if (strcmp(grant, "client_credentials") != 0)
+        oauth_error(rs, 400, "unsupported_grant_type", "this grant type is not supported");
+    else if (authenticate(a, rq, f, rs, &c))
+        client_credentials(a, c, f, rs);
+    waf_client_put(a->clients, c);
+    waf_form_free(f);
+}
+
+/* What introspection and revocation know of a token: NULL unless this WAF signed it with
+ * a published key and it names this issuer. *exp gets its expiry. */
+static json_t *our_token(struct waf_app *a, const char *token, int64_t *exp)
+{
+    char *payload = NULL;
+    if (waf_keystore_verify(a->keys, token, strlen(token), &payload) != 0)
+        return NULL;
+    json_error_t je;
+    json_t *claims = json_loads(payload, JSON_REJECT_DUPLICATES, &je);
+    free(payload);
+    const char *iss = json_string_value(json_object_get(claims, "iss"));
+    json_t *e = json_object_get(claims, "exp");
+    if (!json_is_object(claims) || iss == NULL || strcmp(iss, a->cfg->issuer) != 0 ||
+        !json_is_integer(e) || !json_is_string(json_object_get(claims, "jti"))) {
+        json_decref(claims);
+        return NULL;
+    }
+    *exp = json_integer_value(e);
+    return claims;
+}
+
+/* 1 revoked, 0 not, -1 database unavailable. */
+static int is_revoked(struct waf_app *a, const char *jti)
+{
+    PGconn *c = waf_db_get(a->db);
+    if (c == NULL)
+        return -1;
+    const char *params[] = {jti};
+    char state[6], d[256];
+    PGresult *res = waf_db_exec(c, "SELECT 1 FROM revoked_tokens WHERE jti = $1", 1, params, state,
+                                d, sizeof(d));
+    waf_db_put(a->db, c);
+    if (res == NULL)
+        return -1;
+    int revoked = PQntuples(res) > 0;
+    PQclear(res);
+    return revoked;
+}
+
+static void inactive(struct waf_resp *rs)
+{
+    waf_resp_static(rs, 200, "application/json", "{\"active\":false}");
+    waf_resp_header(rs, "Cache-Control", "no-store");
+}
+
+/* RFC 7662: any authenticated client; revoked, expired, unknown or foreign tokens give
+ * {"active":false} and nothing else. */
+void waf_h_introspect(void *app, const struct waf_req *rq, struct waf_resp *rs)
+{
+    struct waf_app *a = app;
+    struct waf_form *f = NULL;
+    const struct waf_client *caller = NULL;
+    json_t *claims = NULL;
+    if (!read_form(rq, rs, &f))
+        return;
+    if (!authenticate(a, rq, f, rs, &caller))
+        goto out;
+    const char *token = waf_form_get(f, "token");
+    if (token == NULL) {
+        oauth_error(rs, 400, "invalid_request", "token is required");
+        goto out;
+    }
+    int64_t exp = 0;
+    claims = our_token(a, token, &exp);
+    if (claims == NULL || exp <= (int64_t)time(NULL)) {
+        inactive(rs);
+        goto out;
+    }
+    int rv = is_revoked(a, json_string_value(json_object_get(claims, "jti")));
+    if (rv < 0) {
+        oauth_error(rs, 503, "temporarily_unavailable", "revocations cannot be checked");
+        waf_resp_header(rs, "Retry-After", "5");
+        goto out;
+    }
+    if (rv) {
+        inactive(rs);
+        goto out;
+    }
+    json_object_set_new(claims, "active", json_true());
+    json_object_set_new(claims, "token_type", json_string("Bearer"));
+    json_take(rs, 200, json_incref(claims));
+    waf_resp_header(rs, "Cache-Control", "no-store");
+out:
+    json_decref(claims);
+    waf_client_put(a->clients, caller);
+    waf_form_free(f);
+}
+
+/* RFC 7009: the client that got the token (or an admin client) revokes it; invalid and
+ * expired tokens are answered 200 as the RFC asks. The revocation is recorded in
+ * revoked_tokens and added, before the answer, to the Redis set the P-CSCFs read. */
+void waf_h_revoke(void *app, const struct waf_req *rq, struct waf_resp *rs)
+{
+    struct waf_app *a = app;
+    struct waf_form *f = NULL;
+    const struct waf_client *caller = NULL;
+    json_t *claims = NULL;
+    if (!read_form(rq, rs, &f))
+        return;
+    if (!authenticate(a, rq, f, rs, &caller))
+        goto out;
+    const char *token = waf_form_get(f, "token");
+    if (token == NULL) {
+        oauth_error(rs, 400, "invalid_request", "token is required");
+        goto out;
+    }
+    int64_t exp = 0;
+    claims = our_token(a, token, &exp);
+    if (claims == NULL || exp <= (int64_t)time(NULL)) {
+        waf_resp_static(rs, 200, "application/json", "{}");
+        goto out;
+    }
+    const char *owner = json_string_value(json_object_get(claims, "client_id"));
+    if ((owner == NULL || strcmp(owner, caller->client_id) != 0) &&
+        !waf_client_scopes_allowed(caller, "admin")) {
+        oauth_error(rs, 400, "unauthorized_client", "the token was issued to another client");
+        goto out;
+    }
+    const char *jti = json_string_value(json_object_get(claims, "jti"));
+    char expstr[24], reason[200];
+    snprintf(expstr, sizeof(expstr), "%lld", (long long)exp);
+    snprintf(reason, sizeof(reason), "revoked by client %s", caller->client_id);
+    const char *params[] = {jti, expstr, reason, owner ? owner : ""};
+    PGconn *c = waf_db_get(a->db);
+    char state[6], d[256];
+    PGresult *res = c ? waf_db_exec(c,
+                                    "INSERT INTO revoked_tokens (jti, exp, reason, client_id) "
+                                    "VALUES ($1, to_timestamp($2::bigint), $3, nullif($4, '')) "
+                                    "ON CONFLICT (jti) DO NOTHING",
+                                    4, params, state, d, sizeof(d))
+                      : NULL;
+    waf_db_put(a->db, c);
+    if (res == NULL || !waf_redis_revoke(a->redis, a->cfg->revoked_key, jti, exp)) {
+        PQclear(res);
+        oauth_error(rs, 503, "temporarily_unavailable",
+                    "the revocation could not be recorded everywhere; try again");
+        waf_resp_header(rs, "Retry-After", "1");
+        goto out;
+    }
+    PQclear(res);
+    waf_resp_static(rs, 200, "application/json", "{}");
+out:
+    json_decref(claims);
+    waf_client_put(a->clients, caller);
     waf_form_free(f);
 }

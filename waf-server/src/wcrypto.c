@@ -1,6 +1,7 @@
 /* waf-server cryptography: ES256 signing keys, compact JWS, client secrets, scrypt passwords. */
 #include "wcrypto.h"
 
+#include <jansson.h>
 #include <openssl/core_names.h>
 #include <openssl/crypto.h>
 #include <openssl/ec.h>
@@ -764,4 +765,154 @@ out:
     OPENSSL_cleanse(got, sizeof(got));
     OPENSSL_cleanse(want, sizeof(want));
     return rc;
+}
+
+/* ---- Verification ---- */
+
+struct waf_pubkey {
+    EVP_PKEY *pkey;
+    char hdr[128]; /* b64url of the header waf_jws_sign writes for this kid */
+    size_t hdr_len;
+};
+
+void waf_pubkey_free(struct waf_pubkey *k)
+{
+    if (k == NULL)
+        return;
+    EVP_PKEY_free(k->pkey);
+    free(k);
+}
+
+/* True when member name of o is the string want. */
+static bool str_member(json_t *o, const char *name, const char *want)
+{
+    const char *v = json_string_value(json_object_get(o, name));
+    return v && strcmp(v, want) == 0;
+}
+
+/* Decodes a base64url coordinate of exactly 32 bytes. */
+static bool coord32(json_t *jwk, const char *name, uint8_t out[32])
+{
+    const char *s = json_string_value(json_object_get(jwk, name));
+    uint8_t buf[48];
+    size_t n = 0;
+    return s && strlen(s) == WAF_B64URL_LEN(32) && waf_b64url_decode(s, strlen(s), buf, &n) &&
+           n == 32 && memcpy(out, buf, 32);
+}
+
+enum waf_crypto_result waf_pubkey_from_jwk(const char *jwk_json, struct waf_pubkey **out,
+                                           char *detail, size_t dlen)
+{
+    json_error_t je;
+    json_t *jwk = json_loads(jwk_json, JSON_REJECT_DUPLICATES, &je);
+    uint8_t pub[65] = {0x04};
+    const char *kid = jwk ? json_string_value(json_object_get(jwk, "kid")) : NULL;
+    if (jwk == NULL || !json_is_object(jwk) || !str_member(jwk, "kty", "EC") ||
+        !str_member(jwk, "crv", "P-256") || !coord32(jwk, "x", pub + 1) ||
+        !coord32(jwk, "y", pub + 33) || kid == NULL || !kid_form_ok(kid)) {
+        json_decref(jwk);
+        set_detail(detail, dlen, "not a P-256 public JWK with a kid");
+        return WAF_CRYPTO_ARG;
+    }
+    struct waf_pubkey *k = calloc(1, sizeof(*k));
+    EVP_PKEY_CTX *pc = EVP_PKEY_CTX_new_from_name(NULL, "EC", NULL);
+    OSSL_PARAM params[] = {
+        OSSL_PARAM_construct_utf8_string(OSSL_PKEY_PARAM_GROUP_NAME, (char *)(uintptr_t) "P-256",
+                                         0),
+        OSSL_PARAM_construct_octet_string(OSSL_PKEY_PARAM_PUB_KEY, pub, sizeof(pub)),
+        OSSL_PARAM_construct_end()};
+    enum waf_crypto_result r = WAF_CRYPTO_OK;
+    if (k == NULL || pc == NULL || EVP_PKEY_fromdata_init(pc) != 1 ||
+        EVP_PKEY_fromdata(pc, &k->pkey, EVP_PKEY_PUBLIC_KEY, params) != 1) {
+        r = k ? ossl_fail(detail, dlen, "public key from JWK") : WAF_CRYPTO_NOMEM;
+    } else {
+        char hdr[160];
+        int n = snprintf(hdr, sizeof(hdr), "{\"typ\":\"at+jwt\",\"alg\":\"ES256\",\"kid\":\"%s\"}",
+                         kid);
+        k->hdr_len = waf_b64url_encode((const uint8_t *)hdr, (size_t)n, k->hdr);
+    }
+    EVP_PKEY_CTX_free(pc);
+    json_decref(jwk);
+    if (r != WAF_CRYPTO_OK) {
+        waf_pubkey_free(k);
+        return r;
+    }
+    *out = k;
+    return WAF_CRYPTO_OK;
+}
+
+/* Splits a compact JWS into its three segments; false unless exactly two dots. */
+static bool segments(const char *t, size_t len, size_t *d1, size_t *d2)
+{
+    const char *a = memchr(t, '.', len);
+    const char *b = a ? memchr(a + 1, '.', len - (size_t)(a + 1 - t)) : NULL;
+    if (a == NULL || b == NULL || memchr(b + 1, '.', len - (size_t)(b + 1 - t)))
+        return false;
+    *d1 = (size_t)(a - t);
+    *d2 = (size_t)(b - t);
+    return true;
+}
+
+bool waf_jws_kid(const char *token, size_t len, char kid[65])
+{
+    size_t d1, d2;
+    if (len > WAF_JWS_MAX_TOKEN || !segments(token, len, &d1, &d2) || d1 == 0 || d1 > 1024)
+        return false;
+    uint8_t hdr[800];
+    size_t hl = 0;
+    if (!waf_b64url_decode(token, d1, hdr, &hl))
+        return false;
+    json_error_t je;
+    json_t *h = json_loadb((const char *)hdr, hl, JSON_REJECT_DUPLICATES, &je);
+    const char *k = json_string_value(json_object_get(h, "kid"));
+    bool ok = k && strlen(k) >= 1 && strlen(k) <= 64;
+    if (ok)
+        snprintf(kid, 65, "%s", k);
+    json_decref(h);
+    return ok;
+}
+
+enum waf_crypto_result waf_jws_verify(const struct waf_pubkey *k, const char *token, size_t len,
+                                      char **payload)
+{
+    size_t d1, d2;
+    if (len > WAF_JWS_MAX_TOKEN || !segments(token, len, &d1, &d2))
+        return WAF_CRYPTO_ARG;
+    if (d1 != k->hdr_len || memcmp(token, k->hdr, d1) != 0)
+        return WAF_CRYPTO_MISMATCH; /* not the header this key's tokens carry */
+    uint8_t raw[2 * ES256_HALF + 2];
+    size_t rl = 0;
+    if (!waf_b64url_decode(token + d2 + 1, len - d2 - 1, raw, &rl) || rl != 2 * ES256_HALF)
+        return WAF_CRYPTO_MISMATCH;
+    ECDSA_SIG *sig = ECDSA_SIG_new();
+    BIGNUM *r = BN_bin2bn(raw, ES256_HALF, NULL),
+           *s = BN_bin2bn(raw + ES256_HALF, ES256_HALF, NULL);
+    unsigned char *der = NULL;
+    int derlen = -1;
+    if (sig && r && s && ECDSA_SIG_set0(sig, r, s) == 1) {
+        r = s = NULL; /* owned by sig */
+        derlen = i2d_ECDSA_SIG(sig, &der);
+    }
+    BN_free(r);
+    BN_free(s);
+    ECDSA_SIG_free(sig);
+    EVP_MD_CTX *m = EVP_MD_CTX_new();
+    bool ok = derlen > 0 && m && EVP_DigestVerifyInit(m, NULL, EVP_sha256(), NULL, k->pkey) == 1 &&
+              EVP_DigestVerify(m, der, (size_t)derlen, (const unsigned char *)token, d2) == 1;
+    EVP_MD_CTX_free(m);
+    OPENSSL_free(der);
+    if (!ok)
+        return WAF_CRYPTO_MISMATCH;
+    size_t pl = d2 - d1 - 1;
+    char *p = malloc(pl / 4 * 3 + 4);
+    size_t got = 0;
+    if (p == NULL)
+        return WAF_CRYPTO_NOMEM;
+    if (!waf_b64url_decode(token + d1 + 1, pl, (uint8_t *)p, &got)) {
+        free(p);
+        return WAF_CRYPTO_ARG;
+    }
+    p[got] = '\0';
+    *payload = p;
+    return WAF_CRYPTO_OK;
 }

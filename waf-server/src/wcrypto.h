@@ -111,6 +111,31 @@ enum waf_crypto_result waf_sigkey_open(const uint8_t kek[WAF_SEAL_KEK_LEN], cons
 enum waf_crypto_result waf_jws_sign(const struct waf_sigkey *k, const char *payload_json,
                                     size_t len, char **out_token, char *detail, size_t detail_len);
 
+/* ---- Verification (introspection, revocation) ---- */
+
+struct waf_pubkey;
+
+/* Parses a public EC P-256 JWK (as waf_sigkey_public_jwk() writes it: kty EC, crv P-256,
+ * x and y of 32 bytes; other members ignored). On success *out is a new key the caller
+ * frees with waf_pubkey_free(). */
+enum waf_crypto_result waf_pubkey_from_jwk(const char *jwk_json, struct waf_pubkey **out,
+                                           char *detail, size_t detail_len);
+void waf_pubkey_free(struct waf_pubkey *k); /* accepts NULL */
+
+/* The kid of a compact JWS's header (at most 64 characters) into kid[65]; false when the
+ * token is not three base64url segments with a JSON header holding a string kid. */
+bool waf_jws_kid(const char *token, size_t len, char kid[65]);
+
+/*
+ * Verifies token[0..len) as a compact JWS whose header is {"typ":"at+jwt","alg":"ES256",
+ * "kid":...} (exactly these three members; what waf_jws_sign writes) and whose signature
+ * (64-byte R||S) checks with k. On success *payload is the decoded payload (NUL-terminated,
+ * caller frees); WAF_CRYPTO_MISMATCH when the signature or header does not check,
+ * WAF_CRYPTO_ARG when the token is malformed.
+ */
+enum waf_crypto_result waf_jws_verify(const struct waf_pubkey *k, const char *token, size_t len,
+                                      char **payload);
+
 /* ---- Client secrets ---- */
 
 #define WAF_SECRET_LEN 43 /* characters of a generated secret (32 bytes base64url) */

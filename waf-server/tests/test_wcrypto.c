@@ -693,3 +693,63 @@ Test(password, malformed_strings_are_rejected)
     cr_assert_eq(waf_password_verify("pw", "$scrypt$ln=10,r=8,p=1" SALT HASH, NULL, 0),
                  WAF_CRYPTO_MISMATCH);
 }
+
+/* Verification with the public JWK, as introspection does it. */
+Test(wcrypto, verify_with_the_public_jwk)
+{
+    struct waf_sigkey *k, *other;
+    char d[256];
+    cr_assert_eq(waf_sigkey_generate(&k, d, sizeof(d)), WAF_CRYPTO_OK);
+    cr_assert_eq(waf_sigkey_generate(&other, d, sizeof(d)), WAF_CRYPTO_OK);
+    struct waf_pubkey *pk, *opk;
+    cr_assert_eq(waf_pubkey_from_jwk(waf_sigkey_public_jwk(k), &pk, d, sizeof(d)), WAF_CRYPTO_OK,
+                 "%s", d);
+    cr_assert_eq(waf_pubkey_from_jwk(waf_sigkey_public_jwk(other), &opk, d, sizeof(d)),
+                 WAF_CRYPTO_OK);
+    const char *claims = "{\"sub\":\"x\",\"jti\":\"j1\"}";
+    char *tok;
+    cr_assert_eq(waf_jws_sign(k, claims, strlen(claims), &tok, d, sizeof(d)), WAF_CRYPTO_OK);
+    char kid[65];
+    cr_assert(waf_jws_kid(tok, strlen(tok), kid));
+    cr_assert_str_eq(kid, waf_sigkey_kid(k));
+    char *payload = NULL;
+    cr_assert_eq(waf_jws_verify(pk, tok, strlen(tok), &payload), WAF_CRYPTO_OK);
+    cr_assert_str_eq(payload, claims);
+    free(payload);
+    cr_assert_eq(waf_jws_verify(opk, tok, strlen(tok), &payload), WAF_CRYPTO_MISMATCH,
+                 "another key's header and signature do not match");
+    /* Every single-character change of the token fails. */
+    size_t n = strlen(tok);
+    for (size_t i = 0; i < n; i++) {
+        if (tok[i] == '.')
+            continue;
+        char *t = strdup(tok);
+        t[i] = t[i] == 'A' ? 'B' : 'A';
+        enum waf_crypto_result r = waf_jws_verify(pk, t, n, &payload);
+        cr_expect_neq(r, WAF_CRYPTO_OK, "changed at %zu", i);
+        if (r == WAF_CRYPTO_OK)
+            free(payload);
+        free(t);
+    }
+    cr_assert_eq(waf_jws_verify(pk, "a.b", 3, &payload), WAF_CRYPTO_ARG);
+    cr_assert_eq(waf_jws_verify(pk, "a.b.c.d", 7, &payload), WAF_CRYPTO_ARG);
+    cr_assert(!waf_jws_kid("nodots", 6, kid));
+    cr_assert(!waf_jws_kid("e30.e30.AA", 10, kid), "a header without kid");
+    static const char *const bad_jwks[] = {
+        "{}",
+        "[]",
+        "not json",
+        "{\"kty\":\"EC\",\"crv\":\"P-384\",\"x\":\"AA\",\"y\":\"AA\",\"kid\":\"k\"}",
+        "{\"kty\":\"RSA\",\"n\":\"AQAB\",\"e\":\"AQAB\",\"kid\":\"k\"}",
+        "{\"kty\":\"EC\",\"crv\":\"P-256\",\"x\":\"AAAA\",\"y\":\"AAAA\",\"kid\":\"k\"}"};
+    for (size_t i = 0; i < sizeof(bad_jwks) / sizeof(bad_jwks[0]); i++) {
+        struct waf_pubkey *b = NULL;
+        cr_expect_neq(waf_pubkey_from_jwk(bad_jwks[i], &b, d, sizeof(d)), WAF_CRYPTO_OK, "%zu", i);
+        waf_pubkey_free(b);
+    }
+    free(tok);
+    waf_pubkey_free(pk);
+    waf_pubkey_free(opk);
+    waf_sigkey_free(k);
+    waf_sigkey_free(other);
+}

@@ -1,0 +1,171 @@
+/* The WAF's Redis connection (see wredis.h). */
+#include "wredis.h"
+
+#include <hiredis/hiredis.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#define LEEWAY_S 60 /* verifiers' clock leeway (30 s) with margin */
+
+struct waf_redis {
+    pthread_mutex_t lock;
+    char host[256], password[256];
+    int port, db;
+    bool url_ok;
+    redisContext *c;
+};
+
+struct waf_redis *waf_redis_new(const char *url)
+{
+    struct waf_redis *r = calloc(1, sizeof(*r));
+    if (r == NULL)
+        return NULL;
+    pthread_mutex_init(&r->lock, NULL);
+    r->port = 6379;
+    const char *s = strncmp(url, "redis://", 8) == 0 ? url + 8 : NULL;
+    if (s) {
+        const char *at = strrchr(s, '@');
+        if (at) {
+            const char *colon = memchr(s, ':', (size_t)(at - s));
+            if (colon)
+                snprintf(r->password, sizeof(r->password), "%.*s", (int)(at - colon - 1),
+                         colon + 1);
+            s = at + 1;
+        }
+        size_t hl = strcspn(s, ":/");
+        snprintf(r->host, sizeof(r->host), "%.*s", (int)hl, s);
+        s += hl;
+        if (*s == ':') {
+            char *end;
+            r->port = (int)strtol(s + 1, &end, 10);
+            s = end;
+        }
+        if (*s == '/' && s[1])
+            r->db = (int)strtol(s + 1, NULL, 10);
+        r->url_ok = r->host[0] && r->port > 0 && r->port < 65536;
+    }
+    return r;
+}
+
+void waf_redis_free(struct waf_redis *r)
+{
+    if (r == NULL)
+        return;
+    if (r->c)
+        redisFree(r->c);
+    memset(r->password, 0, sizeof(r->password));
+    pthread_mutex_destroy(&r->lock);
+    free(r);
+}
+
+/* Under r->lock: a live connection, or false. */
+static bool conn(struct waf_redis *r)
+{
+    if (r->c)
+        return true;
+    if (!r->url_ok)
+        return false;
+    struct timeval t = {0, 300 * 1000};
+    redisContext *c = redisConnectWithTimeout(r->host, r->port, t);
+    if (c == NULL || c->err) {
+        if (c)
+            redisFree(c);
+        return false;
+    }
+    redisSetTimeout(c, t);
+    bool ok = true;
+    if (r->password[0]) {
+        redisReply *rep = redisCommand(c, "AUTH %s", r->password);
+        ok = rep && rep->type != REDIS_REPLY_ERROR;
+        freeReplyObject(rep);
+    }
+    if (ok && r->db) {
+        redisReply *rep = redisCommand(c, "SELECT %d", r->db);
+        ok = rep && rep->type != REDIS_REPLY_ERROR;
+        freeReplyObject(rep);
+    }
+    if (!ok) {
+        redisFree(c);
+        return false;
+    }
+    r->c = c;
+    return true;
+}
+
+/* Under r->lock: reads n replies; false (and the connection dropped) on any error. */
+static bool replies(struct waf_redis *r, int n)
+{
+    bool ok = true;
+    for (int i = 0; i < n; i++) {
+        redisReply *rep = NULL;
+        if (redisGetReply(r->c, (void **)&rep) != REDIS_OK || rep == NULL) {
+            redisFree(r->c);
+            r->c = NULL;
+            return false;
+        }
+        ok = ok && rep->type != REDIS_REPLY_ERROR;
+        freeReplyObject(rep);
+    }
+    return ok;
+}
+
+bool waf_redis_revoke(struct waf_redis *r, const char *set_key, const char *jti, int64_t exp)
+{
+    char zkey[300], score[24], cutoff[32];
+    snprintf(zkey, sizeof(zkey), "%s:exp", set_key);
+    snprintf(score, sizeof(score), "%lld", (long long)exp);
+    snprintf(cutoff, sizeof(cutoff), "%lld", (long long)time(NULL) - LEEWAY_S);
+    pthread_mutex_lock(&r->lock);
+    bool ok = conn(r);
+    if (ok) {
+        const char *sadd[] = {"SADD", set_key, jti};
+        const char *zadd[] = {"ZADD", zkey, score, jti};
+        redisAppendCommandArgv(r->c, 3, sadd, NULL);
+        redisAppendCommandArgv(r->c, 4, zadd, NULL);
+        ok = replies(r, 2);
+    }
+    if (ok) {
+        /* Forget revocations of tokens that have expired anyway. */
+        const char *old[] = {"ZRANGEBYSCORE", zkey, "-inf", cutoff, "LIMIT", "0", "100"};
+        redisReply *rep = redisCommandArgv(r->c, 7, old, NULL);
+        if (rep && rep->type == REDIS_REPLY_ARRAY && rep->elements > 0) {
+            const char **srem = calloc(rep->elements + 2, sizeof(char *));
+            const char **zrem = calloc(rep->elements + 2, sizeof(char *));
+            if (srem && zrem) {
+                srem[0] = "SREM";
+                srem[1] = set_key;
+                zrem[0] = "ZREM";
+                zrem[1] = zkey;
+                for (size_t i = 0; i < rep->elements; i++)
+                    srem[i + 2] = zrem[i + 2] = rep->element[i]->str;
+                redisAppendCommandArgv(r->c, (int)rep->elements + 2, srem, NULL);
+                redisAppendCommandArgv(r->c, (int)rep->elements + 2, zrem, NULL);
+                (void)replies(r, 2); /* best effort: the next revocation tries again */
+            }
+            free(srem);
+            free(zrem);
+        } else if (rep == NULL) {
+            redisFree(r->c);
+            r->c = NULL;
+        }
+        freeReplyObject(rep);
+    }
+    pthread_mutex_unlock(&r->lock);
+    return ok;
+}
+
+bool waf_redis_ping(struct waf_redis *r)
+{
+    pthread_mutex_lock(&r->lock);
+    bool ok = conn(r);
+    if (ok) {
+        const char *ping[] = {"PING"};
+        redisAppendCommandArgv(r->c, 1, ping, NULL);
+        ok = replies(r, 1);
+    }
+    pthread_mutex_unlock(&r->lock);
+    return ok;
+}

@@ -1,0 +1,27 @@
+/*
+ * The WAF's Redis connection (revocations now; rate limits later): one connection per
+ * worker thread would be wasteful for these rare calls, so one connection behind a mutex,
+ * reconnected on the next call after a failure, with short timeouts.
+ */
+#ifndef WAF_WREDIS_H
+#define WAF_WREDIS_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+struct waf_redis;
+
+/* url: redis://[:password@]host[:port][/db] (checked when connecting). */
+struct waf_redis *waf_redis_new(const char *url);
+void waf_redis_free(struct waf_redis *r); /* accepts NULL */
+
+/* Adds jti to the revoked set (read by libimsauth) and remembers its expiry so that it is
+ * removed once the token has expired anyway (plus leeway); also removes up to 100 such
+ * expired entries. false when Redis cannot be reached or refuses. */
+bool waf_redis_revoke(struct waf_redis *r, const char *set_key, const char *jti, int64_t exp);
+
+/* PING. */
+bool waf_redis_ping(struct waf_redis *r);
+
+#endif
