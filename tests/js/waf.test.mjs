@@ -212,3 +212,23 @@ test('revocation (RFC 7009) reaches introspection and the Redis set libimsauth r
   assert.equal((await post('/revoke', `token=${other}`, admin)).status, 200);
   assert.deepEqual((await post('/introspect', `token=${other}`, admin)).json, { active: false });
 });
+
+test('readiness and Prometheus metrics', async () => {
+  const ready = await fetch(`${base}/readyz`);
+  assert.equal(ready.status, 200);
+  assert.deepEqual(await ready.json(), { status: 'ready', database: 'ok', redis: 'ok' });
+  await token('grant_type=client_credentials', { authorization: basic('svc', svcSecret) });
+  await fetch(`${base}/nope`);
+  const r = await fetch(`${base}/metrics`);
+  assert.equal(r.status, 200);
+  assert.match(r.headers.get('content-type'), /^text\/plain; version=0\.0\.4/);
+  const text = await r.text();
+  const count = (re) => Number((text.match(re) ?? [])[1] ?? -1);
+  assert.ok(count(/waf_http_requests_total\{listener="public",method="POST",endpoint="\/token",status="200"\} (\d+)/) >= 1, text);
+  assert.ok(count(/waf_http_requests_total\{listener="public",method="POST",endpoint="\/token",status="401"\} (\d+)/) >= 1, text);
+  assert.ok(count(/waf_http_requests_total\{listener="public",method="",endpoint="\(none\)",status="404"\} (\d+)/) >= 1, text);
+  const n = count(/waf_token_response_seconds_count (\d+)/);
+  assert.ok(n >= 1);
+  assert.equal(count(/waf_token_response_seconds_bucket\{le="\+Inf"\} (\d+)/), n, 'the +Inf bucket holds every response');
+  assert.match(text, /# TYPE waf_token_response_seconds histogram/);
+});

@@ -77,6 +77,22 @@ after=$(psql "$url" -Atc "SELECT md5(string_agg(t::text, ',' ORDER BY t::text)) 
 [ "$before" = "$after" ] || fail "bad requests changed oauth_clients"
 if grep -qE "$admin_secret|$svc_secret|eyJ" "$tmp/waf.log"; then fail "a secret or token in the log"; fi
 
+# A second instance on the same database whose Redis is gone: up, but not ready.
+p2=$(free_port)
+a2=$(free_port)
+WAF_PUBLIC_LISTEN="127.0.0.1:$p2" WAF_ADMIN_LISTEN="127.0.0.1:$a2" WAF_REDIS_URL=redis://127.0.0.1:1 \
+    "$bin" >"$tmp/waf2.log" 2>&1 &
+pid2=$!
+for _ in $(seq 1 100); do
+    curl -fsS "http://127.0.0.1:$p2/healthz" >/dev/null 2>&1 && break
+    sleep 0.1
+done
+code=$(curl -s -o "$tmp/ready2.json" -w '%{http_code}' "http://127.0.0.1:$p2/readyz")
+kill -TERM "$pid2"
+wait "$pid2" || fail "second instance exit status"
+[ "$code" = 503 ] && grep -q '"redis":"unreachable"' "$tmp/ready2.json" \
+    && grep -q '"database":"ok"' "$tmp/ready2.json" || fail "readyz without Redis: $code $(cat "$tmp/ready2.json")"
+
 kill -TERM "$pid"
 set +e
 wait "$pid"; rc=$?
@@ -84,4 +100,4 @@ set -e
 pid=
 [ $rc -eq 0 ] || fail "waf-server exit status $rc after SIGTERM"
 [ "$(psql "$url" -Atc "SELECT count(*) FROM revoked_tokens")" -ge 1 ] || fail "no revocation recorded"
-echo "waf-server: start-up, metadata, JWKS, client_credentials, introspection, revocation, shutdown: ok"
+echo "waf-server: start-up, metadata, JWKS, client_credentials, introspection, revocation, readiness, metrics, shutdown: ok"

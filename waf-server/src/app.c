@@ -75,6 +75,8 @@ static char *build_metadata(const struct waf_config *c)
 
 static const struct waf_route public_routes[] = {
     {"GET", "/healthz", waf_h_healthz},
+    {"GET", "/readyz", waf_h_readyz},
+    {"GET", "/metrics", waf_h_metrics},
     {"GET", "/.well-known/oauth-authorization-server", waf_h_metadata},
     {"GET", "/jwks.json", waf_h_jwks},
     {"POST", "/token", waf_h_token},
@@ -85,11 +87,19 @@ static const struct waf_route public_routes[] = {
 
 static const struct waf_route admin_routes[] = {
     {"GET", "/healthz", waf_h_healthz},
+    {"GET", "/readyz", waf_h_readyz},
     {NULL, NULL, NULL},
 };
 
+static void observe(void *app, int listener, int route, int status, int64_t ns)
+{
+    struct waf_app *a = app;
+    waf_metrics_observe(&a->metrics, listener, route, status, ns);
+}
+
 static struct waf_http *listen_on(struct waf_app *a, const struct waf_listener_config *l,
-                                  const struct waf_route *routes, char *detail, size_t dlen)
+                                  const struct waf_route *routes, int listener, char *detail,
+                                  size_t dlen)
 {
     const struct waf_config *c = a->cfg;
     struct waf_http_opts o = {.listen = l->listen,
@@ -101,6 +111,8 @@ static struct waf_http *listen_on(struct waf_app *a, const struct waf_listener_c
                               .per_ip_limit = (unsigned)c->per_ip_connection_limit,
                               .timeout_s = (unsigned)c->connection_timeout_s,
                               .routes = routes,
+                              .observe = observe,
+                              .listener = listener,
                               .app = a};
     return waf_http_start(&o, detail, dlen);
 }
@@ -130,10 +142,12 @@ int waf_app_start(struct waf_app *a, const struct waf_config *cfg, char *detail,
         waf_clients_bootstrap_admin(a->clients, cfg->admin_client_id, cfg->admin_client_secret,
                                     cfg->issuer, detail, dlen) < 0)
         return -1;
-    a->pub = listen_on(a, &cfg->pub, public_routes, detail, dlen);
+    a->metrics.routes[0] = public_routes;
+    a->metrics.routes[1] = admin_routes;
+    a->pub = listen_on(a, &cfg->pub, public_routes, 0, detail, dlen);
     if (a->pub == NULL)
         return -1;
-    a->admin = listen_on(a, &cfg->admin, admin_routes, detail, dlen);
+    a->admin = listen_on(a, &cfg->admin, admin_routes, 1, detail, dlen);
     return a->admin ? 0 : -1;
 }
 

@@ -9,6 +9,7 @@
 #include "config.h"
 #include "http.h"
 #include "keystore.h"
+#include "metrics.h"
 #include "wdb.h"
 #include "wredis.h"
 
@@ -23,6 +24,7 @@ struct waf_app {
     struct waf_redis *redis;
     struct waf_http *pub, *admin;
     char *metadata; /* RFC 8414 document, built once */
+    struct waf_metrics metrics;
 };
 
 /* Reads the key files, connects, loads the keys (creating the first), bootstraps the
@@ -36,6 +38,8 @@ int waf_read_key_file(const char *path, uint8_t key[32], char *detail, size_t de
 /* Route handlers (oauth.c). */
 void waf_h_healthz(void *app, const struct waf_req *rq, struct waf_resp *rs);
 void waf_h_metadata(void *app, const struct waf_req *rq, struct waf_resp *rs);
+void waf_h_readyz(void *app, const struct waf_req *rq, struct waf_resp *rs);
+void waf_h_metrics(void *app, const struct waf_req *rq, struct waf_resp *rs);
 void waf_h_jwks(void *app, const struct waf_req *rq, struct waf_resp *rs);
 void waf_h_token(void *app, const struct waf_req *rq, struct waf_resp *rs);
 void waf_h_introspect(void *app, const struct waf_req *rq, struct waf_resp *rs);

@@ -9,6 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <time.h>
 
 /* TLS 1.2 and 1.3 only (GnuTLS's "NORMAL" alone also accepts TLS 1.1). */
 #define TLS_PRIORITIES "NORMAL:-VERS-ALL:+VERS-TLS1.3:+VERS-TLS1.2"
@@ -136,13 +137,30 @@ static void problem(struct waf_resp *rs, int status, const char *title)
     waf_resp_text(rs, status, "application/problem+json", buf, (size_t)n);
 }
 
+static int64_t mono_ns(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
+}
+
+/* Tells the observer and sends. */
+static enum MHD_Result answer(struct waf_http *h, struct MHD_Connection *c, struct waf_resp *rs,
+                              int route, int64_t t0)
+{
+    if (h->o.observe)
+        h->o.observe(h->o.app, h->o.listener, route, rs->status, mono_ns() - t0);
+    return send_resp(c, rs);
+}
+
 static enum MHD_Result dispatch(struct waf_http *h, struct MHD_Connection *c, const char *url,
                                 const char *method, struct ctx *x)
 {
+    int64_t t0 = mono_ns();
     struct waf_resp rs = {.status = 500};
     if (x->too_large) {
         problem(&rs, 413, "request body too large");
-        return send_resp(c, &rs);
+        return answer(h, c, &rs, -1, t0);
     }
     const struct waf_route *found = NULL;
     bool path_known = false;
@@ -168,7 +186,7 @@ static enum MHD_Result dispatch(struct waf_http *h, struct MHD_Connection *c, co
         } else {
             problem(&rs, 404, "not found");
         }
-        return send_resp(c, &rs);
+        return answer(h, c, &rs, -1, t0);
     }
     char ip[64];
     client_ip(c, ip, sizeof(ip));
@@ -179,7 +197,7 @@ static enum MHD_Result dispatch(struct waf_http *h, struct MHD_Connection *c, co
                          .client_ip = ip,
                          .conn = c};
     found->fn(h->o.app, &rq, &rs);
-    return send_resp(c, &rs);
+    return answer(h, c, &rs, (int)(found - h->o.routes), t0);
 }
 
 static enum MHD_Result access_cb(void *cls, struct MHD_Connection *c, const char *url,
@@ -202,7 +220,7 @@ static enum MHD_Result access_cb(void *cls, struct MHD_Connection *c, const char
                that grows too large is drained and answered at its end.) */
             struct waf_resp rs = {.status = 413};
             problem(&rs, 413, "request body too large");
-            return send_resp(c, &rs);
+            return answer(h, c, &rs, -1, mono_ns());
         }
         return MHD_YES;
     }

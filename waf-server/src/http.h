@@ -63,7 +63,11 @@ struct waf_http_opts {
     size_t max_body;
     unsigned connection_limit, per_ip_limit, timeout_s;
     const struct waf_route *routes; /* terminated by a NULL method */
-    void *app;                      /* handed to every handler */
+    /* Optional: told of every response (route index or -1, status, ns from the complete
+     * request to the queued response). */
+    void (*observe)(void *app, int listener, int route, int status, int64_t ns);
+    int listener; /* handed to observe */
+    void *app;    /* handed to every handler */
 };
 
 struct waf_http;

@@ -44,6 +44,40 @@ void waf_h_healthz(void *app, const struct waf_req *rq, struct waf_resp *rs)
     waf_resp_static(rs, 200, "application/json", "{\"status\":\"ok\"}");
 }
 
+/* Ready when PostgreSQL answers a query and Redis a PING; 503 naming what is not. */
+void waf_h_readyz(void *app, const struct waf_req *rq, struct waf_resp *rs)
+{
+    (void)rq;
+    struct waf_app *a = app;
+    bool db_ok = false;
+    PGconn *c = waf_db_get(a->db);
+    if (c) {
+        char state[6], d[128];
+        PGresult *res = waf_db_exec(c, "SELECT 1", 0, NULL, state, d, sizeof(d));
+        db_ok = res != NULL;
+        PQclear(res);
+        waf_db_put(a->db, c);
+    }
+    bool redis_ok = waf_redis_ping(a->redis);
+    json_take(rs, db_ok && redis_ok ? 200 : 503,
+              json_pack("{s:s, s:s, s:s}", "status", db_ok && redis_ok ? "ready" : "not ready",
+                        "database", db_ok ? "ok" : "unreachable", "redis",
+                        redis_ok ? "ok" : "unreachable"));
+    waf_resp_header(rs, "Cache-Control", "no-store");
+}
+
+void waf_h_metrics(void *app, const struct waf_req *rq, struct waf_resp *rs)
+{
+    (void)rq;
+    struct waf_app *a = app;
+    char *text = waf_metrics_render(&a->metrics);
+    if (text == NULL) {
+        waf_resp_static(rs, 500, "text/plain", "out of memory\n");
+        return;
+    }
+    waf_resp_take(rs, 200, "text/plain; version=0.0.4", text, strlen(text));
+}
+
 void waf_h_metadata(void *app, const struct waf_req *rq, struct waf_resp *rs)
 {
     (void)rq;
