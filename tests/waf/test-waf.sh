@@ -88,10 +88,38 @@ for _ in $(seq 1 100); do
     sleep 0.1
 done
 code=$(curl -s -o "$tmp/ready2.json" -w '%{http_code}' "http://127.0.0.1:$p2/readyz")
+# Rate limits fail open without Redis: tokens are still issued.
+tcode=$(curl -s -o /dev/null -w '%{http_code}' -u "svc:$svc_secret" \
+    -d grant_type=client_credentials "http://127.0.0.1:$p2/token")
+[ "$tcode" = 200 ] || fail "token without Redis: $tcode"
 kill -TERM "$pid2"
 wait "$pid2" || fail "second instance exit status"
 [ "$code" = 503 ] && grep -q '"redis":"unreachable"' "$tmp/ready2.json" \
     && grep -q '"database":"ok"' "$tmp/ready2.json" || fail "readyz without Redis: $code $(cat "$tmp/ready2.json")"
+
+# A third instance with a limit of 3 token requests per client and minute.
+p3=$(free_port)
+a3=$(free_port)
+WAF_PUBLIC_LISTEN="127.0.0.1:$p3" WAF_ADMIN_LISTEN="127.0.0.1:$a3" WAF_ISSUER="http://127.0.0.1:$p3" \
+    WAF_RATE_TOKEN_PER_MINUTE=3 "$bin" >"$tmp/waf3.log" 2>&1 &
+pid3=$!
+for _ in $(seq 1 100); do
+    curl -fsS "http://127.0.0.1:$p3/healthz" >/dev/null 2>&1 && break
+    sleep 0.1
+done
+codes=
+for _ in 1 2 3 4; do
+    codes="$codes $(curl -s -o "$tmp/rl.json" -D "$tmp/rl.h" -w '%{http_code}' -u "svc:wrong" \
+        -d grant_type=client_credentials "http://127.0.0.1:$p3/token")"
+done
+other=$(curl -s -o /dev/null -w '%{http_code}' -u "admin:$admin_secret" \
+    -d grant_type=client_credentials "http://127.0.0.1:$p3/token")
+kill -TERM "$pid3"
+wait "$pid3" || fail "third instance exit status"
+[ "$codes" = " 401 401 401 429" ] || fail "rate limit: $codes"
+grep -qi '^retry-after: [1-9]' "$tmp/rl.h" && grep -q '"error":"slow_down"' "$tmp/rl.json" \
+    || fail "429 without Retry-After or error: $(cat "$tmp/rl.h" "$tmp/rl.json")"
+[ "$other" = 200 ] || fail "another client limited too: $other"
 
 kill -TERM "$pid"
 set +e
@@ -100,4 +128,4 @@ set -e
 pid=
 [ $rc -eq 0 ] || fail "waf-server exit status $rc after SIGTERM"
 [ "$(psql "$url" -Atc "SELECT count(*) FROM revoked_tokens")" -ge 1 ] || fail "no revocation recorded"
-echo "waf-server: start-up, metadata, JWKS, client_credentials, introspection, revocation, readiness, metrics, shutdown: ok"
+echo "waf-server: start-up, metadata, JWKS, client_credentials, introspection, revocation, readiness, metrics, rate limits, shutdown: ok"

@@ -341,6 +341,37 @@ out:
     return ok;
 }
 
+/*
+ * Token requests per client and minute (rate.token_per_minute), counted in Redis under
+ * the client_id the request claims (Basic or body), authenticated or not, so that secret
+ * guessing is limited too; requests naming no client count under the caller's IP. While
+ * Redis is unreachable requests are not limited (fail open: issuance goes on, /readyz
+ * reports the outage). false after answering 429.
+ */
+static bool rate_ok(struct waf_app *a, const struct waf_req *rq, const struct waf_form *f,
+                    struct waf_resp *rs)
+{
+    struct client_auth ca = {0};
+    const char *authz = waf_req_header(rq, "Authorization");
+    const char *id = authz && parse_basic(authz, &ca) ? ca.id : waf_form_get(f, "client_id");
+    OPENSSL_cleanse(ca.secret, sizeof(ca.secret));
+    char key[400];
+    /* Keyed by issuer too: deployments sharing a Redis keep their own limits. */
+    snprintf(key, sizeof(key), "waf:rl:%.200s:token:%s:%.128s", a->cfg->issuer,
+             id ? "client" : "ip", id ? id : rq->client_ip);
+    long retry = 0;
+    if (waf_redis_hit(a->redis, key, a->cfg->rate_token_per_min, 60, &retry) != 0)
+        return true;
+    char ra[24];
+    snprintf(ra, sizeof(ra), "%ld", retry > 0 ? retry : 1);
+    json_take(rs, 429,
+              json_pack("{s:s, s:s}", "error", "slow_down", "error_description",
+                        "too many token requests for this client; retry later"));
+    waf_resp_header(rs, "Retry-After", ra);
+    waf_resp_header(rs, "Cache-Control", "no-store");
+    return false;
+}
+
 void waf_h_token(void *app, const struct waf_req *rq, struct waf_resp *rs)
 {
     struct waf_app *a = app;
@@ -349,6 +380,10 @@ void waf_h_token(void *app, const struct waf_req *rq, struct waf_resp *rs)
         return;
     const char *grant = waf_form_get(f, "grant_type");
     const struct waf_client *c = NULL;
+    if (!rate_ok(a, rq, f, rs)) {
+        waf_form_free(f);
+        return;
+    }
     if (grant == NULL)
         oauth_error(rs, 400, "invalid_request", "grant_type is required");
     else if (strcmp(grant, "client_credentials") != 0)

@@ -169,3 +169,39 @@ bool waf_redis_ping(struct waf_redis *r)
     pthread_mutex_unlock(&r->lock);
     return ok;
 }
+
+int waf_redis_hit(struct waf_redis *r, const char *key, long limit, long window_s,
+                  long *retry_after_s)
+{
+    long now = (long)time(NULL);
+    long window = now / window_s;
+    char k[400], ttl[24];
+    snprintf(k, sizeof(k), "%s:%ld", key, window);
+    snprintf(ttl, sizeof(ttl), "%ld", window_s + 1);
+    pthread_mutex_lock(&r->lock);
+    long long count = -1;
+    if (conn(r)) {
+        const char *incr[] = {"INCR", k};
+        const char *exp[] = {"EXPIRE", k, ttl, "NX"};
+        redisAppendCommandArgv(r->c, 2, incr, NULL);
+        redisAppendCommandArgv(r->c, 4, exp, NULL);
+        redisReply *a = NULL, *b = NULL;
+        if (redisGetReply(r->c, (void **)&a) == REDIS_OK && a &&
+            redisGetReply(r->c, (void **)&b) == REDIS_OK && b && a->type == REDIS_REPLY_INTEGER)
+            count = a->integer;
+        else {
+            redisFree(r->c);
+            r->c = NULL;
+        }
+        freeReplyObject(a);
+        freeReplyObject(b);
+    }
+    pthread_mutex_unlock(&r->lock);
+    if (count < 0)
+        return -1;
+    if (count > limit) {
+        *retry_after_s = (window + 1) * window_s - now;
+        return 0;
+    }
+    return 1;
+}

@@ -21,6 +21,15 @@ void waf_redis_free(struct waf_redis *r); /* accepts NULL */
  * expired entries. false when Redis cannot be reached or refuses. */
 bool waf_redis_revoke(struct waf_redis *r, const char *set_key, const char *jti, int64_t exp);
 
+/*
+ * Counts one hit on key in the current fixed window of window_s seconds (INCR of
+ * key:<window number>, expiring with the window). Returns 1 when the hit is within limit,
+ * 0 when over it (*retry_after_s: seconds until the window ends), -1 when Redis cannot be
+ * reached (the caller decides; waf-server lets the request through).
+ */
+int waf_redis_hit(struct waf_redis *r, const char *key, long limit, long window_s,
+                  long *retry_after_s);
+
 /* PING. */
 bool waf_redis_ping(struct waf_redis *r);
 
