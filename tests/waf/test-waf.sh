@@ -16,7 +16,8 @@ db="waf_it_$$"
 tmp=$(mktemp -d)
 pid=
 cleanup() {
-    [ -n "$pid" ] && kill "$pid" 2>/dev/null && wait "$pid" 2>/dev/null || true
+    for p in $pid ${pid2:-} ${pid3:-} ${pid4:-}; do kill "$p" 2>/dev/null && wait "$p" 2>/dev/null; done
+    true
     psql "$DATABASE_URL" -qc "DROP DATABASE IF EXISTS $db WITH (FORCE)" >/dev/null 2>&1 || true
     redis-cli -u "$REDIS_URL" DEL "$db:revoked" "$db:revoked:exp" >/dev/null 2>&1 || true
     rm -rf "$tmp"
@@ -97,6 +98,33 @@ wait "$pid2" || fail "second instance exit status"
 [ "$code" = 503 ] && grep -q '"redis":"unreachable"' "$tmp/ready2.json" \
     && grep -q '"database":"ok"' "$tmp/ready2.json" || fail "readyz without Redis: $code $(cat "$tmp/ready2.json")"
 
+# A second instance of the same deployment (same issuer, database and Redis), as behind
+# a load balancer: both publish the same keys, a token issued by one is active at the
+# other, and a revocation at the other is seen by the first.
+p4=$(free_port)
+a4=$(free_port)
+WAF_PUBLIC_LISTEN="127.0.0.1:$p4" WAF_ADMIN_LISTEN="127.0.0.1:$a4" "$bin" >"$tmp/waf4.log" 2>&1 &
+pid4=$!
+for _ in $(seq 1 100); do
+    curl -fsS "http://127.0.0.1:$p4/healthz" >/dev/null 2>&1 && break
+    sleep 0.1
+done
+tok=$(curl -s -u "svc:$svc_secret" -d grant_type=client_credentials "http://127.0.0.1:$port/token" |
+    sed -n 's/.*"access_token":"\([^"]*\)".*/\1/p')
+[ -n "$tok" ] || fail "no token from the first instance"
+at_b=$(curl -s -u "admin:$admin_secret" --data-urlencode "token=$tok" "http://127.0.0.1:$p4/introspect")
+[[ $at_b == *'"active":true'* ]] || fail "a token of instance A is not active at B: $at_b"
+rc_b=$(curl -s -o /dev/null -w '%{http_code}' -u "svc:$svc_secret" --data-urlencode "token=$tok" \
+    "http://127.0.0.1:$p4/revoke")
+at_a=$(curl -s -u "admin:$admin_secret" --data-urlencode "token=$tok" "http://127.0.0.1:$port/introspect")
+jwks_b=$(curl -s "http://127.0.0.1:$p4/jwks.json")
+kill -TERM "$pid4"
+wait "$pid4" || fail "instance B exit status"
+[ "$rc_b" = 200 ] && [ "$at_a" = '{"active":false}' ] \
+    || fail "a revocation at B is not seen at A: $rc_b $at_a"
+[ "$jwks_b" = "$(curl -s "http://127.0.0.1:$port/jwks.json")" ] && [[ $jwks_b == *'"kid"'* ]] \
+    || fail "the two instances publish different keys"
+
 # A third instance with a limit of 3 token requests per client and minute.
 p3=$(free_port)
 a3=$(free_port)
@@ -128,4 +156,4 @@ set -e
 pid=
 [ $rc -eq 0 ] || fail "waf-server exit status $rc after SIGTERM"
 [ "$(psql "$url" -Atc "SELECT count(*) FROM revoked_tokens")" -ge 1 ] || fail "no revocation recorded"
-echo "waf-server: start-up, metadata, JWKS, client_credentials, introspection, revocation, readiness, metrics, rate limits, shutdown: ok"
+echo "waf-server: start-up, metadata, JWKS, client_credentials, introspection, revocation, readiness, metrics, rate limits, two instances, shutdown: ok"
