@@ -1,9 +1,11 @@
 /*
- * Bulk member input of libimspool: the CSV parser, the {A..B} pattern parser and the
- * Redis URL parser. The first byte picks the parser; the rest is its input.
+ * Bulk member input of libimspool: the CSV parser and the {A..B} pattern parser; and the
+ * Redis URL parser of ims_common, which libimspool and waf-server use. The first byte
+ * picks the parser; the rest is its input.
  */
 #include "../pool-manager/src/internal.h"
 #include "../pool-manager/src/members_parse.h"
+#include "ims_common/redis_url.h"
 #include "fuzz.h"
 
 #include <stdlib.h>
@@ -53,10 +55,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     default: {
         if (memchr(buf, '\0', size - 1))
             break;
-        char host[256], pw[256];
-        int port = -1, db = -1;
-        if (imspool_redis_url_parse(buf, host, sizeof(host), &port, &db, pw, sizeof(pw)) &&
-            (host[0] == '\0' || port < 1 || port > 65535 || db < 0))
+        struct ims_redis_url u;
+        if (ims_redis_url_parse(buf, &u) &&
+            (u.host[0] == '\0' || u.port < 1 || u.port > 65535 || u.db < 0 || u.db > 1000))
             __builtin_trap();
         break;
     }

@@ -55,9 +55,6 @@ struct imspool_event {
     const char *lease, *pool, *holder, *impi, *impu, *reason;
     int64_t expires_ms;
 };
-/* Parses redis://[:password@]host[:port][/db]; false when malformed. */
-bool imspool_redis_url_parse(const char *url, char *host, size_t hostlen, int *port, int *db,
-                             char *password, size_t pwlen);
 enum imspool_result imspool_redis_init(struct imspool *p, const struct imspool_opts *o,
                                        char *detail, size_t dlen);
 void imspool_redis_free(struct imspool *p);

@@ -10,6 +10,8 @@
  */
 #include "internal.h"
 
+#include "ims_common/redis_url.h"
+
 #include <hiredis/hiredis.h>
 #include <openssl/crypto.h>
 #include <stdarg.h>
@@ -24,8 +26,8 @@
 #define PREFIX_MAX         127
 
 struct imspool_redis {
-    char host[256], password[256], prefix[PREFIX_MAX + 1];
-    int port, db;
+    struct ims_redis_url url; /* host, port, db, password */
+    char prefix[PREFIX_MAX + 1];
     redisContext *rc;
     int64_t retry_at; /* monotonic ms before which no reconnect is tried */
     bool up, degraded_logged, dirty;
@@ -55,61 +57,6 @@ static void plog(struct imspool *p, int level, const char *fmt, ...)
     p->log(level, line, p->log_arg);
 }
 
-bool imspool_redis_url_parse(const char *url, char *host, size_t hostlen, int *port, int *db,
-                             char *password, size_t pwlen)
-{
-    const char *s = url;
-    if (strncmp(s, "redis://", 8) != 0)
-        return false;
-    s += 8;
-    password[0] = '\0';
-    const char *at = strrchr(s, '@');
-    if (at) {
-        const char *colon = memchr(s, ':', (size_t)(at - s));
-        if (colon == NULL) /* user without password: nothing to authenticate with */
-            return false;
-        size_t pl = (size_t)(at - colon - 1);
-        if (pl == 0 || pl >= pwlen)
-            return false;
-        memcpy(password, colon + 1, pl);
-        password[pl] = '\0';
-        s = at + 1;
-    }
-    size_t hl = strcspn(s, ":/");
-    if (hl == 0 || hl >= hostlen)
-        return false;
-    for (size_t i = 0; i < hl; i++) {
-        char c = s[i];
-        if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
-              c == '.' || c == '-' || c == '_'))
-            return false;
-    }
-    memcpy(host, s, hl);
-    host[hl] = '\0';
-    s += hl;
-    *port = 6379;
-    *db = 0;
-    if (*s == ':') {
-        char *e;
-        long v = strtol(s + 1, &e, 10);
-        if (e == s + 1 || v < 1 || v > 65535)
-            return false;
-        *port = (int)v;
-        s = e;
-    }
-    if (*s == '/' && s[1] != '\0') {
-        char *e;
-        long v = strtol(s + 1, &e, 10);
-        if (e == s + 1 || *e || v < 0 || v > 1000)
-            return false;
-        *db = (int)v;
-        s = e;
-    } else if (*s == '/') {
-        s++;
-    }
-    return *s == '\0';
-}
-
 enum imspool_result imspool_redis_init(struct imspool *p, const struct imspool_opts *o,
                                        char *detail, size_t dlen)
 {
@@ -120,8 +67,7 @@ enum imspool_result imspool_redis_init(struct imspool *p, const struct imspool_o
     struct imspool_redis *r = calloc(1, sizeof(*r));
     if (r == NULL)
         return IMSPOOL_ERR_NOMEM;
-    if (!imspool_redis_url_parse(o->redis_url, r->host, sizeof(r->host), &r->port, &r->db,
-                                 r->password, sizeof(r->password))) {
+    if (!ims_redis_url_parse(o->redis_url, &r->url)) {
         free(r);
         imspool_detail(detail, dlen, "redis URL must be redis://[:password@]host[:port][/db]");
         return IMSPOOL_ERR_INVALID_ARG;
@@ -161,7 +107,7 @@ void imspool_redis_free(struct imspool *p)
         return;
     if (p->redis->rc)
         redisFree(p->redis->rc);
-    OPENSSL_cleanse(p->redis->password, sizeof(p->redis->password));
+    OPENSSL_cleanse(p->redis->url.password, sizeof(p->redis->url.password));
     free(p->redis);
     p->redis = NULL;
 }
@@ -182,7 +128,7 @@ static void lost(struct imspool *p, const char *why)
     if (!r->degraded_logged) {
         r->degraded_logged = true;
         plog(p, 1, "redis %s:%d unavailable (%s): degraded, leases continue in PostgreSQL only",
-             r->host, r->port, reason);
+             r->url.host, r->url.port, reason);
     }
 }
 
@@ -200,7 +146,7 @@ static bool connect_redis(struct imspool *p)
     if (mono_ms() < r->retry_at)
         return false;
     struct timeval ct = {0, CONNECT_TIMEOUT_MS * 1000};
-    redisContext *rc = redisConnectWithTimeout(r->host, r->port, ct);
+    redisContext *rc = redisConnectWithTimeout(r->url.host, r->url.port, ct);
     if (rc == NULL || rc->err) {
         char why[128];
         snprintf(why, sizeof(why), "%s", rc ? rc->errstr : "out of memory");
@@ -214,13 +160,13 @@ static bool connect_redis(struct imspool *p)
     r->rc = rc;
     redisReply *rep = NULL;
     bool ok = true;
-    if (r->password[0]) {
-        rep = redisCommand(rc, "AUTH %s", r->password);
+    if (r->url.password[0]) {
+        rep = redisCommand(rc, "AUTH %s", r->url.password);
         ok = reply_ok(rep);
         freeReplyObject(rep);
     }
-    if (ok && r->db) {
-        rep = redisCommand(rc, "SELECT %d", r->db);
+    if (ok && r->url.db) {
+        rep = redisCommand(rc, "SELECT %d", r->url.db);
         ok = reply_ok(rep);
         freeReplyObject(rep);
     }
@@ -262,7 +208,7 @@ static void healthy(struct imspool *p, bool epoch_missing)
     struct imspool_redis *r = p->redis;
     if (!r->up) {
         r->up = true;
-        plog(p, 2, "redis %s:%d reachable again", r->host, r->port);
+        plog(p, 2, "redis %s:%d reachable again", r->url.host, r->url.port);
     }
     r->degraded_logged = false;
     if (epoch_missing || r->dirty) {
@@ -480,7 +426,8 @@ IMSPOOL_API enum imspool_result imspool_redis_rebuild(struct imspool *p, char *d
     }
     p->redis->retry_at = 0; /* an explicit request tries now */
     if (!connect_redis(p)) {
-        imspool_detail(detail, dlen, "redis %s:%d unavailable", p->redis->host, p->redis->port);
+        imspool_detail(detail, dlen, "redis %s:%d unavailable", p->redis->url.host,
+                       p->redis->url.port);
         return IMSPOOL_ERR_DB_UNAVAILABLE;
     }
     enum imspool_result r = rebuild(p, detail, dlen);

@@ -2,6 +2,8 @@
  * overrides (see config.h). */
 #include "config.h"
 
+#include "ims_common/redis_url.h"
+
 #include <arpa/inet.h>
 #include <ctype.h>
 #include <errno.h>
@@ -395,6 +397,14 @@ static bool check(const struct waf_config *c, char *detail, size_t dlen, enum wa
     if (c->admin_client_secret && strlen(c->admin_client_secret) < 32) {
         say(detail, dlen, "bootstrap.admin_client_secret must hold at least 32 characters");
         *r = WAF_CONFIG_INVALID;
+        return false;
+    }
+    struct ims_redis_url ru;
+    bool redis_ok = ims_redis_url_parse(c->redis_url, &ru);
+    memset(ru.password, 0, sizeof(ru.password));
+    if (!redis_ok) {
+        say(detail, dlen, "redis.url must be redis://[:password@]host[:port][/db]");
+        *r = WAF_CONFIG_VALUE;
         return false;
     }
     static const char *const levels[] = {"error", "warning", "info", "debug"};

@@ -1,6 +1,8 @@
 /* The WAF's Redis connection (see wredis.h). */
 #include "wredis.h"
 
+#include "ims_common/redis_url.h"
+
 #include <hiredis/hiredis.h>
 #include <pthread.h>
 #include <stdio.h>
@@ -12,8 +14,7 @@
 
 struct waf_redis {
     pthread_mutex_t lock;
-    char host[256], password[256];
-    int port, db;
+    struct ims_redis_url url;
     bool url_ok;
     redisContext *c;
 };
@@ -24,29 +25,7 @@ struct waf_redis *waf_redis_new(const char *url)
     if (r == NULL)
         return NULL;
     pthread_mutex_init(&r->lock, NULL);
-    r->port = 6379;
-    const char *s = strncmp(url, "redis://", 8) == 0 ? url + 8 : NULL;
-    if (s) {
-        const char *at = strrchr(s, '@');
-        if (at) {
-            const char *colon = memchr(s, ':', (size_t)(at - s));
-            if (colon)
-                snprintf(r->password, sizeof(r->password), "%.*s", (int)(at - colon - 1),
-                         colon + 1);
-            s = at + 1;
-        }
-        size_t hl = strcspn(s, ":/");
-        snprintf(r->host, sizeof(r->host), "%.*s", (int)hl, s);
-        s += hl;
-        if (*s == ':') {
-            char *end;
-            r->port = (int)strtol(s + 1, &end, 10);
-            s = end;
-        }
-        if (*s == '/' && s[1])
-            r->db = (int)strtol(s + 1, NULL, 10);
-        r->url_ok = r->host[0] && r->port > 0 && r->port < 65536;
-    }
+    r->url_ok = ims_redis_url_parse(url, &r->url); /* checked by the configuration */
     return r;
 }
 
@@ -56,7 +35,7 @@ void waf_redis_free(struct waf_redis *r)
         return;
     if (r->c)
         redisFree(r->c);
-    memset(r->password, 0, sizeof(r->password));
+    memset(r->url.password, 0, sizeof(r->url.password));
     pthread_mutex_destroy(&r->lock);
     free(r);
 }
@@ -69,7 +48,7 @@ static bool conn(struct waf_redis *r)
     if (!r->url_ok)
         return false;
     struct timeval t = {0, 300 * 1000};
-    redisContext *c = redisConnectWithTimeout(r->host, r->port, t);
+    redisContext *c = redisConnectWithTimeout(r->url.host, r->url.port, t);
     if (c == NULL || c->err) {
         if (c)
             redisFree(c);
@@ -77,13 +56,13 @@ static bool conn(struct waf_redis *r)
     }
     redisSetTimeout(c, t);
     bool ok = true;
-    if (r->password[0]) {
-        redisReply *rep = redisCommand(c, "AUTH %s", r->password);
+    if (r->url.password[0]) {
+        redisReply *rep = redisCommand(c, "AUTH %s", r->url.password);
         ok = rep && rep->type != REDIS_REPLY_ERROR;
         freeReplyObject(rep);
     }
-    if (ok && r->db) {
-        redisReply *rep = redisCommand(c, "SELECT %d", r->db);
+    if (ok && r->url.db) {
+        redisReply *rep = redisCommand(c, "SELECT %d", r->url.db);
         ok = rep && rep->type != REDIS_REPLY_ERROR;
         freeReplyObject(rep);
     }

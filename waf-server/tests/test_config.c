@@ -86,14 +86,18 @@ Test(config, every_error_names_its_key_or_line)
         {REQUIRED "public.listen = 0.0.0.0:443\n", WAF_CONFIG_INVALID, "not a loopback address"},
         {REQUIRED "admin.tls_cert = /c\n", WAF_CONFIG_INVALID, "admin.tls_cert and admin.tls_key"},
         {REQUIRED "log.level = loud\n", WAF_CONFIG_VALUE, "log.level"},
+        {"issuer = https://w.example\ndatabase.url = x\nredis.url = http://r\nkeys.kek_file = k\n"
+         "secrets.server_key_file = s\n",
+         WAF_CONFIG_VALUE, "redis.url must be"},
         {REQUIRED "log.level = \"info\n", WAF_CONFIG_SYNTAX, "line 6: unbalanced quote"},
         {REQUIRED "bootstrap.admin_client_secret = short\n", WAF_CONFIG_INVALID, "32"},
-        {"database.url = x\nredis.url = r\nkeys.kek_file = k\nsecrets.server_key_file = s\n",
+        {"database.url = x\nredis.url = redis://r\nkeys.kek_file = k\nsecrets.server_key_file = "
+         "s\n",
          WAF_CONFIG_MISSING, "issuer is required"},
-        {"issuer = https://w.example/\ndatabase.url = x\nredis.url = r\nkeys.kek_file = k\n"
+        {"issuer = https://w.example/\ndatabase.url = x\nredis.url = redis://r\nkeys.kek_file = k\n"
          "secrets.server_key_file = s\n",
          WAF_CONFIG_INVALID, "must not end with '/'"},
-        {"issuer = ftp://w\ndatabase.url = x\nredis.url = r\nkeys.kek_file = k\n"
+        {"issuer = ftp://w\ndatabase.url = x\nredis.url = redis://r\nkeys.kek_file = k\n"
          "secrets.server_key_file = s\n",
          WAF_CONFIG_INVALID, "https://"},
     };
