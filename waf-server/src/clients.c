@@ -2,12 +2,12 @@
 #include "clients.h"
 
 #include "wcrypto.h"
+#include "wutil.h"
 
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
 #define CACHE_SLOTS 256
 
@@ -23,13 +23,6 @@ struct waf_clients {
     pthread_mutex_t lock;
     struct slot slots[CACHE_SLOTS];
 };
-
-static int64_t mono_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
 
 static void client_free(struct waf_client *c)
 {
@@ -159,7 +152,7 @@ static enum waf_client_result lookup(struct waf_clients *cs, const char *client_
     for (const unsigned char *p = (const unsigned char *)client_id; *p; p++)
         h = (h ^ *p) * 1099511628211ull;
     struct slot *s = &cs->slots[h % CACHE_SLOTS];
-    int64_t now = mono_ms();
+    int64_t now = waf_mono_ms();
     pthread_mutex_lock(&cs->lock);
     if (strcmp(s->client_id, client_id) == 0 && now - s->loaded_ms < WAF_CLIENT_CACHE_MS) {
         *out = s->c;

@@ -1,6 +1,7 @@
 /* waf-server configuration: the key table, the "key = value" parser and the environment
  * overrides (see config.h). */
 #include "config.h"
+#include "wutil.h"
 
 #include "ims_common/redis_url.h"
 
@@ -8,7 +9,6 @@
 #include <ctype.h>
 #include <errno.h>
 #include <limits.h>
-#include <stdarg.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -100,18 +100,6 @@ const char *waf_config_strerror(enum waf_config_result r)
     return (unsigned)r < sizeof(names) / sizeof(names[0]) ? names[r] : "unknown";
 }
 
-static void say(char *detail, size_t dlen, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-static void say(char *detail, size_t dlen, const char *fmt, ...)
-{
-    if (detail == NULL || dlen == 0)
-        return;
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(detail, dlen, fmt, ap);
-    va_end(ap);
-}
-
 static char **str_slot(struct waf_config *c, const struct key *k)
 {
     return (char **)(void *)((char *)c + k->offset);
@@ -164,7 +152,7 @@ static bool set(struct waf_config *c, const struct key *k, const char *value, en
 {
     for (const char *p = value; *p; p++)
         if ((unsigned char)*p < 0x20 || *p == 0x7f) {
-            say(detail, dlen, "%s: control character in the value", k->name);
+            waf_detail(detail, dlen, "%s: control character in the value", k->name);
             *r = WAF_CONFIG_VALUE;
             return false;
         }
@@ -173,16 +161,16 @@ static bool set(struct waf_config *c, const struct key *k, const char *value, en
         errno = 0;
         long v = strtol(value, &e, 10);
         if (!*value || *e || errno || v < k->min || v > k->max) {
-            say(detail, dlen, "%s: \"%.64s\" is not an integer in %ld..%ld", k->name, value, k->min,
-                k->max);
+            waf_detail(detail, dlen, "%s: \"%.64s\" is not an integer in %ld..%ld", k->name, value,
+                       k->min, k->max);
             *r = WAF_CONFIG_VALUE;
             return false;
         }
         *int_slot(c, k) = v;
     } else {
         if (k->type == T_LISTEN && !listen_ok(value)) {
-            say(detail, dlen, "%s: \"%.64s\" is not host:port with a numeric address", k->name,
-                value);
+            waf_detail(detail, dlen, "%s: \"%.64s\" is not host:port with a numeric address",
+                       k->name, value);
             *r = WAF_CONFIG_VALUE;
             return false;
         }
@@ -207,7 +195,7 @@ static bool parse_line(struct waf_config *c, char *line, long lineno, bool *seen
 {
     char *eq = strchr(line, '=');
     if (eq == NULL) {
-        say(detail, dlen, "line %ld: expected key = value", lineno);
+        waf_detail(detail, dlen, "line %ld: expected key = value", lineno);
         *r = WAF_CONFIG_SYNTAX;
         return false;
     }
@@ -224,36 +212,36 @@ static bool parse_line(struct waf_config *c, char *line, long lineno, bool *seen
         v[vl - 1] = '\0';
         v++;
         if (strchr(v, '"')) {
-            say(detail, dlen, "line %ld: a quote inside a quoted value", lineno);
+            waf_detail(detail, dlen, "line %ld: a quote inside a quoted value", lineno);
             *r = WAF_CONFIG_SYNTAX;
             return false;
         }
     } else if (strchr(v, '"')) {
-        say(detail, dlen, "line %ld: unbalanced quote", lineno);
+        waf_detail(detail, dlen, "line %ld: unbalanced quote", lineno);
         *r = WAF_CONFIG_SYNTAX;
         return false;
     }
     if (strlen(v) > MAX_VALUE) {
-        say(detail, dlen, "line %ld: value longer than %d bytes", lineno, MAX_VALUE);
+        waf_detail(detail, dlen, "line %ld: value longer than %d bytes", lineno, MAX_VALUE);
         *r = WAF_CONFIG_VALUE;
         return false;
     }
     const struct key *k = find(line, (size_t)(ke - line));
     if (k == NULL) {
-        say(detail, dlen, "line %ld: unknown key \"%.*s\"", lineno,
-            (int)(ke - line > 64 ? 64 : ke - line), line);
+        waf_detail(detail, dlen, "line %ld: unknown key \"%.*s\"", lineno,
+                   (int)(ke - line > 64 ? 64 : ke - line), line);
         *r = WAF_CONFIG_UNKNOWN;
         return false;
     }
     if (seen[k - keys]) {
-        say(detail, dlen, "line %ld: %s is set twice", lineno, k->name);
+        waf_detail(detail, dlen, "line %ld: %s is set twice", lineno, k->name);
         *r = WAF_CONFIG_REPEATED;
         return false;
     }
     seen[k - keys] = true;
     char inner[512];
     if (!set(c, k, v, SRC_FILE, inner, sizeof(inner), r)) {
-        say(detail, dlen, "line %ld: %s", lineno, inner);
+        waf_detail(detail, dlen, "line %ld: %s", lineno, inner);
         return false;
     }
     return true;
@@ -269,12 +257,12 @@ static bool parse_text(struct waf_config *c, const char *text, size_t len, char 
         const char *nl = memchr(text + pos, '\n', len - pos);
         size_t ll = nl ? (size_t)(nl - (text + pos)) : len - pos;
         if (memchr(text + pos, '\0', ll)) {
-            say(detail, dlen, "line %ld: NUL byte", lineno);
+            waf_detail(detail, dlen, "line %ld: NUL byte", lineno);
             *r = WAF_CONFIG_SYNTAX;
             return false;
         }
         if (ll > MAX_VALUE + 256) {
-            say(detail, dlen, "line %ld: longer than %d bytes", lineno, MAX_VALUE + 256);
+            waf_detail(detail, dlen, "line %ld: longer than %d bytes", lineno, MAX_VALUE + 256);
             *r = WAF_CONFIG_SYNTAX;
             return false;
         }
@@ -329,19 +317,19 @@ static bool parse_env(struct waf_config *c, char *const *envp, char *detail, siz
             continue;
         const struct key *k = env_key(e + 4, (size_t)(eq - e - 4));
         if (k == NULL) {
-            say(detail, dlen, "environment: unknown variable %.*s",
-                (int)(eq - e > 64 ? 64 : eq - e), e);
+            waf_detail(detail, dlen, "environment: unknown variable %.*s",
+                       (int)(eq - e > 64 ? 64 : eq - e), e);
             *r = WAF_CONFIG_UNKNOWN;
             return false;
         }
         if (strlen(eq + 1) > MAX_VALUE) {
-            say(detail, dlen, "environment: %s longer than %d bytes", k->name, MAX_VALUE);
+            waf_detail(detail, dlen, "environment: %s longer than %d bytes", k->name, MAX_VALUE);
             *r = WAF_CONFIG_VALUE;
             return false;
         }
         char inner[512];
         if (!set(c, k, eq + 1, SRC_ENV, inner, sizeof(inner), r)) {
-            say(detail, dlen, "environment: %s", inner);
+            waf_detail(detail, dlen, "environment: %s", inner);
             return false;
         }
     }
@@ -358,7 +346,7 @@ static bool check(const struct waf_config *c, char *detail, size_t dlen, enum wa
     for (size_t i = 0; i < NKEYS; i++)
         if (keys[i].required && keys[i].type != T_INT &&
             *str_slot((struct waf_config *)(uintptr_t)c, &keys[i]) == NULL) {
-            say(detail, dlen, "%s is required (%s)", keys[i].name, keys[i].doc);
+            waf_detail(detail, dlen, "%s is required (%s)", keys[i].name, keys[i].doc);
             *r = WAF_CONFIG_MISSING;
             return false;
         }
@@ -366,15 +354,15 @@ static bool check(const struct waf_config *c, char *detail, size_t dlen, enum wa
     const char *names[] = {"public", "admin"};
     for (int i = 0; i < 2; i++) {
         if ((ls[i]->tls_cert == NULL) != (ls[i]->tls_key == NULL)) {
-            say(detail, dlen, "%s.tls_cert and %s.tls_key go together", names[i], names[i]);
+            waf_detail(detail, dlen, "%s.tls_cert and %s.tls_key go together", names[i], names[i]);
             *r = WAF_CONFIG_INVALID;
             return false;
         }
         if (ls[i]->tls_cert == NULL && !loopback(ls[i]->listen)) {
-            say(detail, dlen,
-                "%s.listen %s is not a loopback address: set %s.tls_cert and %s.tls_key "
-                "(plain HTTP is for loopback only)",
-                names[i], ls[i]->listen, names[i], names[i]);
+            waf_detail(detail, dlen,
+                       "%s.listen %s is not a loopback address: set %s.tls_cert and %s.tls_key "
+                       "(plain HTTP is for loopback only)",
+                       names[i], ls[i]->listen, names[i], names[i]);
             *r = WAF_CONFIG_INVALID;
             return false;
         }
@@ -382,20 +370,21 @@ static bool check(const struct waf_config *c, char *detail, size_t dlen, enum wa
     if (strncmp(c->issuer, "https://", 8) != 0 &&
         !(strncmp(c->issuer, "http://127.", 11) == 0 ||
           strncmp(c->issuer, "http://localhost", 16) == 0)) {
-        say(detail, dlen, "issuer must be an https:// URL (http:// only for loopback tests)");
+        waf_detail(detail, dlen,
+                   "issuer must be an https:// URL (http:// only for loopback tests)");
         *r = WAF_CONFIG_INVALID;
         return false;
     }
     size_t il = strlen(c->issuer);
     if (c->issuer[il - 1] == '/' || strchr(c->issuer, '?') || strchr(c->issuer, '#')) {
-        say(detail, dlen,
-            "issuer must not end with '/' nor hold a query or fragment "
-            "(RFC 8414 2: verifiers compare it byte for byte)");
+        waf_detail(detail, dlen,
+                   "issuer must not end with '/' nor hold a query or fragment "
+                   "(RFC 8414 2: verifiers compare it byte for byte)");
         *r = WAF_CONFIG_INVALID;
         return false;
     }
     if (c->admin_client_secret && strlen(c->admin_client_secret) < 32) {
-        say(detail, dlen, "bootstrap.admin_client_secret must hold at least 32 characters");
+        waf_detail(detail, dlen, "bootstrap.admin_client_secret must hold at least 32 characters");
         *r = WAF_CONFIG_INVALID;
         return false;
     }
@@ -403,7 +392,7 @@ static bool check(const struct waf_config *c, char *detail, size_t dlen, enum wa
     bool redis_ok = ims_redis_url_parse(c->redis_url, &ru);
     memset(ru.password, 0, sizeof(ru.password));
     if (!redis_ok) {
-        say(detail, dlen, "redis.url must be redis://[:password@]host[:port][/db]");
+        waf_detail(detail, dlen, "redis.url must be redis://[:password@]host[:port][/db]");
         *r = WAF_CONFIG_VALUE;
         return false;
     }
@@ -412,7 +401,7 @@ static bool check(const struct waf_config *c, char *detail, size_t dlen, enum wa
     for (size_t i = 0; i < 4; i++)
         level_ok = level_ok || strcmp(c->log_level, levels[i]) == 0;
     if (!level_ok) {
-        say(detail, dlen, "log.level must be error, warning, info or debug");
+        waf_detail(detail, dlen, "log.level must be error, warning, info or debug");
         *r = WAF_CONFIG_VALUE;
         return false;
     }
@@ -423,9 +412,9 @@ enum waf_config_result waf_config_parse(const char *text, size_t len, char *cons
                                         struct waf_config **out, char *detail, size_t dlen)
 {
     *out = NULL;
-    say(detail, dlen, "%s", "");
+    waf_detail(detail, dlen, "%s", "");
     if (len > MAX_TEXT) {
-        say(detail, dlen, "configuration larger than %d bytes", MAX_TEXT);
+        waf_detail(detail, dlen, "configuration larger than %d bytes", MAX_TEXT);
         return WAF_CONFIG_SYNTAX;
     }
     struct waf_config *c = calloc(1, sizeof(*c));
@@ -452,7 +441,7 @@ enum waf_config_result waf_config_load(const char *path, char *const *envp, stru
         return waf_config_parse(NULL, 0, envp, out, detail, dlen);
     FILE *f = fopen(path, "r");
     if (f == NULL) {
-        say(detail, dlen, "cannot open %s: %s", path, strerror(errno));
+        waf_detail(detail, dlen, "cannot open %s: %s", path, strerror(errno));
         return WAF_CONFIG_IO;
     }
     char *text = malloc(MAX_TEXT + 1);
@@ -463,7 +452,7 @@ enum waf_config_result waf_config_load(const char *path, char *const *envp, stru
         return WAF_CONFIG_NOMEM;
     if (err) {
         free(text);
-        say(detail, dlen, "cannot read %s", path);
+        waf_detail(detail, dlen, "cannot read %s", path);
         return WAF_CONFIG_IO;
     }
     enum waf_config_result r = waf_config_parse(text, n, envp, out, detail, dlen);

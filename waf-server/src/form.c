@@ -1,7 +1,7 @@
 /* Strict application/x-www-form-urlencoded parser and percent-decoder (see form.h). */
 #include "form.h"
+#include "wutil.h"
 
-#include <stdarg.h>
 #include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -32,18 +32,6 @@ const char *waf_form_strerror(enum waf_form_result r)
         [WAF_FORM_NOMEM] = "out_of_memory",
     };
     return (unsigned)r < sizeof(names) / sizeof(names[0]) ? names[r] : "unknown";
-}
-
-static void say(char *detail, size_t dlen, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-static void say(char *detail, size_t dlen, const char *fmt, ...)
-{
-    if (detail == NULL || dlen == 0)
-        return;
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(detail, dlen, fmt, ap);
-    va_end(ap);
 }
 
 /* A decoded name quoted in detail: printable ASCII except '"', '\\' and '%' as is, every other
@@ -160,11 +148,11 @@ static enum waf_form_result bad_encoding(enum dec_err e, const struct dec *d, si
 {
     size_t at = base + d->at;
     if (e == D_PERCENT)
-        say(detail, dlen, "bad percent-encoding at byte %zu", at);
+        waf_detail(detail, dlen, "bad percent-encoding at byte %zu", at);
     else if (e == D_CONTROL)
-        say(detail, dlen, "control character 0x%02x at byte %zu", d->byte, at);
+        waf_detail(detail, dlen, "control character 0x%02x at byte %zu", d->byte, at);
     else
-        say(detail, dlen, "invalid UTF-8 at byte %zu", at);
+        waf_detail(detail, dlen, "invalid UTF-8 at byte %zu", at);
     return WAF_FORM_BAD_ENCODING;
 }
 
@@ -191,7 +179,7 @@ static enum waf_form_result parse_pair(struct waf_form *f, const unsigned char *
     size_t name_end = eq ? (size_t)(eq - p) : end;
     size_t val = eq ? name_end + 1 : end;
     if (name_end == s) {
-        say(detail, dlen, "empty parameter name at byte %zu", s);
+        waf_detail(detail, dlen, "empty parameter name at byte %zu", s);
         return WAF_FORM_BAD_ENCODING;
     }
     char esc[ESCAPED_NAME_SIZE];
@@ -199,8 +187,8 @@ static enum waf_form_result parse_pair(struct waf_form *f, const unsigned char *
     char *name = *pos;
     enum dec_err e = decode(p + s, name_end - s, name, WAF_FORM_MAX_NAME, &d);
     if (e == D_LONG) {
-        say(detail, dlen, "parameter name at byte %zu is longer than %d bytes", s,
-            WAF_FORM_MAX_NAME);
+        waf_detail(detail, dlen, "parameter name at byte %zu is longer than %d bytes", s,
+                   WAF_FORM_MAX_NAME);
         return WAF_FORM_TOO_LARGE;
     }
     if (e != D_OK)
@@ -208,15 +196,15 @@ static enum waf_form_result parse_pair(struct waf_form *f, const unsigned char *
     *pos += d.len + 1;
     for (size_t j = 0; j < f->count; j++) {
         if (strcmp(f->pairs[j].name, name) == 0) {
-            say(detail, dlen, "parameter \"%s\" is repeated", escape_name(name, esc));
+            waf_detail(detail, dlen, "parameter \"%s\" is repeated", escape_name(name, esc));
             return WAF_FORM_REPEATED;
         }
     }
     char *value = *pos;
     e = decode(p + val, end - val, value, WAF_FORM_MAX_VALUE, &d);
     if (e == D_LONG) {
-        say(detail, dlen, "value of parameter \"%s\" is longer than %d bytes",
-            escape_name(name, esc), WAF_FORM_MAX_VALUE);
+        waf_detail(detail, dlen, "value of parameter \"%s\" is longer than %d bytes",
+                   escape_name(name, esc), WAF_FORM_MAX_VALUE);
         return WAF_FORM_TOO_LARGE;
     }
     if (e != D_OK)
@@ -235,20 +223,20 @@ enum waf_form_result waf_form_parse(const char *buf, size_t len, struct waf_form
     if (buf == NULL)
         len = 0;
     if (len > WAF_FORM_MAX_BODY) {
-        say(detail, detail_len, "input of %zu bytes is larger than %d bytes", len,
-            WAF_FORM_MAX_BODY);
+        waf_detail(detail, detail_len, "input of %zu bytes is larger than %d bytes", len,
+                   WAF_FORM_MAX_BODY);
         return WAF_FORM_TOO_LARGE;
     }
     const unsigned char *p = (const unsigned char *)buf;
     size_t n = count_pairs(p, len, WAF_FORM_MAX_PAIRS);
     if (n > WAF_FORM_MAX_PAIRS) {
-        say(detail, detail_len, "more than %d parameters", WAF_FORM_MAX_PAIRS);
+        waf_detail(detail, detail_len, "more than %d parameters", WAF_FORM_MAX_PAIRS);
         return WAF_FORM_TOO_MANY;
     }
     size_t strings = offsetof(struct waf_form, pairs) + n * sizeof(struct waf_form_pair);
     struct waf_form *f = malloc(strings + len + 2 * n);
     if (f == NULL) {
-        say(detail, detail_len, "out of memory");
+        waf_detail(detail, detail_len, "out of memory");
         return WAF_FORM_NOMEM;
     }
     f->count = 0;
@@ -265,7 +253,7 @@ enum waf_form_result waf_form_parse(const char *buf, size_t len, struct waf_form
         free(f);
         return r;
     }
-    say(detail, detail_len, "%s", "");
+    waf_detail(detail, detail_len, "%s", "");
     *out = f;
     return WAF_FORM_OK;
 }

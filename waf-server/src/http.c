@@ -1,6 +1,8 @@
 /* HTTP listeners on libmicrohttpd (see http.h). */
 #include "http.h"
 
+#include "wutil.h"
+
 #include <arpa/inet.h>
 #include <errno.h>
 #include <microhttpd.h>
@@ -9,7 +11,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
-#include <time.h>
 
 /* TLS 1.2 and 1.3 only (GnuTLS's "NORMAL" alone also accepts TLS 1.1). */
 #define TLS_PRIORITIES "NORMAL:-VERS-ALL:+VERS-TLS1.3:+VERS-TLS1.2"
@@ -137,26 +138,19 @@ static void problem(struct waf_resp *rs, int status, const char *title)
     waf_resp_text(rs, status, "application/problem+json", buf, (size_t)n);
 }
 
-static int64_t mono_ns(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
-}
-
 /* Tells the observer and sends. */
 static enum MHD_Result answer(struct waf_http *h, struct MHD_Connection *c, struct waf_resp *rs,
                               int route, int64_t t0)
 {
     if (h->o.observe)
-        h->o.observe(h->o.app, h->o.listener, route, rs->status, mono_ns() - t0);
+        h->o.observe(h->o.app, h->o.listener, route, rs->status, waf_mono_ns() - t0);
     return send_resp(c, rs);
 }
 
 static enum MHD_Result dispatch(struct waf_http *h, struct MHD_Connection *c, const char *url,
                                 const char *method, struct ctx *x)
 {
-    int64_t t0 = mono_ns();
+    int64_t t0 = waf_mono_ns();
     struct waf_resp rs = {.status = 500};
     if (x->too_large) {
         problem(&rs, 413, "request body too large");
@@ -220,7 +214,7 @@ static enum MHD_Result access_cb(void *cls, struct MHD_Connection *c, const char
                that grows too large is drained and answered at its end.) */
             struct waf_resp rs = {.status = 413};
             problem(&rs, 413, "request body too large");
-            return answer(h, c, &rs, -1, mono_ns());
+            return answer(h, c, &rs, -1, waf_mono_ns());
         }
         return MHD_YES;
     }

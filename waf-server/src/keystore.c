@@ -2,12 +2,12 @@
 #include "keystore.h"
 
 #include "wcrypto.h"
+#include "wutil.h"
 
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
 /* What request threads use: immutable once published, freed with its last reference. */
 #define MAX_PUBLISHED 64
@@ -30,13 +30,6 @@ struct waf_keystore {
     struct snapshot *cur;
     int64_t loaded_ms;
 };
-
-static int64_t mono_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
 
 static void snap_free(struct snapshot *s)
 {
@@ -191,7 +184,7 @@ int waf_keystore_reload(struct waf_keystore *ks, char *detail, size_t dlen)
     pthread_mutex_lock(&ks->lock);
     struct snapshot *old = ks->cur;
     ks->cur = s;
-    ks->loaded_ms = mono_ms();
+    ks->loaded_ms = waf_mono_ms();
     pthread_mutex_unlock(&ks->lock);
     if (old)
         unref(ks, old);
@@ -232,13 +225,18 @@ void waf_keystore_free(struct waf_keystore *ks)
 static struct snapshot *current(struct waf_keystore *ks)
 {
     pthread_mutex_lock(&ks->lock);
-    bool stale = mono_ms() - ks->loaded_ms > ks->reload_ms;
+    if (waf_mono_ms() - ks->loaded_ms <= ks->reload_ms) { /* the usual case: one lock */
+        struct snapshot *s = ks->cur;
+        s->refs++;
+        pthread_mutex_unlock(&ks->lock);
+        return s;
+    }
     pthread_mutex_unlock(&ks->lock);
-    if (stale && pthread_mutex_trylock(&ks->reload) == 0) {
+    if (pthread_mutex_trylock(&ks->reload) == 0) {
         char d[256];
         (void)waf_keystore_reload(ks, d, sizeof(d)); /* on failure the old keys stay */
         pthread_mutex_lock(&ks->lock);
-        ks->loaded_ms = mono_ms(); /* retry later, not on every request */
+        ks->loaded_ms = waf_mono_ms(); /* retry later, not on every request */
         pthread_mutex_unlock(&ks->lock);
         pthread_mutex_unlock(&ks->reload);
     }
@@ -285,7 +283,7 @@ int waf_keystore_verify(struct waf_keystore *ks, const char *token, size_t len, 
     struct snapshot *s = current(ks);
     const struct waf_pubkey *k = published(s, kid);
     pthread_mutex_lock(&ks->lock);
-    bool may_reload = mono_ms() - ks->loaded_ms > 1000; /* at most once a second */
+    bool may_reload = waf_mono_ms() - ks->loaded_ms > 1000; /* at most once a second */
     pthread_mutex_unlock(&ks->lock);
     if (k == NULL && may_reload && pthread_mutex_trylock(&ks->reload) == 0) {
         /* A key another instance published since the last reload. */

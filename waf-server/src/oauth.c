@@ -148,6 +148,7 @@ static bool put(char *out, size_t cap, size_t *len, const char *fmt, ...)
 struct client_auth {
     char id[129], secret[257];
     bool basic, present;
+    bool malformed; /* an Authorization header that is not valid Basic credentials */
 };
 
 static bool parse_basic(const char *h, struct client_auth *ca)
@@ -287,17 +288,29 @@ static bool read_form(const struct waf_req *rq, struct waf_resp *rs, struct waf_
     return true;
 }
 
-/* Authenticates the calling client (RFC 6749 2.3.1: Basic or the body, never both). On
- * success *out is a referenced client (waf_client_put() it); false after answering. */
-static bool authenticate(struct waf_app *a, const struct waf_req *rq, const struct waf_form *f,
+/* Reads the request's Basic credentials once (for the rate limit and authentication). */
+static void read_client_auth(const struct waf_req *rq, struct client_auth *ca)
+{
+    memset(ca, 0, sizeof(*ca));
+    const char *authz = waf_req_header(rq, "Authorization");
+    if (authz && !parse_basic(authz, ca)) {
+        memset(ca, 0, sizeof(*ca));
+        ca->malformed = true;
+    }
+}
+
+/* Authenticates the calling client (RFC 6749 2.3.1: Basic, read into *ca, or the body,
+ * never both). On success *out is a referenced client (waf_client_put() it); false after
+ * answering. The secret in *ca is wiped either way. */
+static bool authenticate(struct waf_app *a, struct client_auth *ca_in, const struct waf_form *f,
                          struct waf_resp *rs, const struct waf_client **out)
 {
-    struct client_auth ca = {0};
+    struct client_auth ca = *ca_in;
+    OPENSSL_cleanse(ca_in->secret, sizeof(ca_in->secret));
     bool ok = false;
-    const char *authz = waf_req_header(rq, "Authorization");
     const char *body_id = waf_form_get(f, "client_id");
     const char *body_secret = waf_form_get(f, "client_secret");
-    if (authz && !parse_basic(authz, &ca)) {
+    if (ca.malformed) {
         oauth_error(rs, 401, "invalid_client", "malformed Basic client authentication");
         waf_resp_header(rs, "WWW-Authenticate", "Basic realm=\"waf\"");
         goto out;
@@ -348,13 +361,10 @@ out:
  * Redis is unreachable requests are not limited (fail open: issuance goes on, /readyz
  * reports the outage). false after answering 429.
  */
-static bool rate_ok(struct waf_app *a, const struct waf_req *rq, const struct waf_form *f,
-                    struct waf_resp *rs)
+static bool rate_ok(struct waf_app *a, const struct waf_req *rq, const struct client_auth *ca,
+                    const struct waf_form *f, struct waf_resp *rs)
 {
-    struct client_auth ca = {0};
-    const char *authz = waf_req_header(rq, "Authorization");
-    const char *id = authz && parse_basic(authz, &ca) ? ca.id : waf_form_get(f, "client_id");
-    OPENSSL_cleanse(ca.secret, sizeof(ca.secret));
+    const char *id = ca->basic ? ca->id : waf_form_get(f, "client_id");
     char key[400];
     /* Keyed by issuer too: deployments sharing a Redis keep their own limits. */
     snprintf(key, sizeof(key), "waf:rl:%.200s:token:%s:%.128s", a->cfg->issuer,
@@ -380,16 +390,17 @@ void waf_h_token(void *app, const struct waf_req *rq, struct waf_resp *rs)
         return;
     const char *grant = waf_form_get(f, "grant_type");
     const struct waf_client *c = NULL;
-    if (!rate_ok(a, rq, f, rs)) {
-        waf_form_free(f);
-        return;
+    struct client_auth ca;
+    read_client_auth(rq, &ca);
+    if (rate_ok(a, rq, &ca, f, rs)) {
+        if (grant == NULL)
+            oauth_error(rs, 400, "invalid_request", "grant_type is required");
+        else if (strcmp(grant, "client_credentials") != 0)
+            oauth_error(rs, 400, "unsupported_grant_type", "this grant type is not supported");
+        else if (authenticate(a, &ca, f, rs, &c))
+            client_credentials(a, c, f, rs);
     }
-    if (grant == NULL)
-        oauth_error(rs, 400, "invalid_request", "grant_type is required");
-    else if (strcmp(grant, "client_credentials") != 0)
-        oauth_error(rs, 400, "unsupported_grant_type", "this grant type is not supported");
-    else if (authenticate(a, rq, f, rs, &c))
-        client_credentials(a, c, f, rs);
+    OPENSSL_cleanse(ca.secret, sizeof(ca.secret));
     waf_client_put(a->clients, c);
     waf_form_free(f);
 }
@@ -433,6 +444,34 @@ static int is_revoked(struct waf_app *a, const char *jti)
     return revoked;
 }
 
+/*
+ * The common start of /introspect and /revoke: the form, the calling client, the token
+ * parameter and what this WAF knows of the token (*claims NULL: not one of its tokens, or
+ * expired). false after answering. The caller frees *f, *caller and *claims either way.
+ */
+static bool about_token(struct waf_app *a, const struct waf_req *rq, struct waf_resp *rs,
+                        struct waf_form **f, const struct waf_client **caller, json_t **claims,
+                        int64_t *exp)
+{
+    if (!read_form(rq, rs, f))
+        return false;
+    struct client_auth ca;
+    read_client_auth(rq, &ca);
+    if (!authenticate(a, &ca, *f, rs, caller))
+        return false;
+    const char *token = waf_form_get(*f, "token");
+    if (token == NULL) {
+        oauth_error(rs, 400, "invalid_request", "token is required");
+        return false;
+    }
+    *claims = our_token(a, token, exp);
+    if (*claims && *exp <= (int64_t)time(NULL)) {
+        json_decref(*claims);
+        *claims = NULL;
+    }
+    return true;
+}
+
 static void inactive(struct waf_resp *rs)
 {
     waf_resp_static(rs, 200, "application/json", "{\"active\":false}");
@@ -447,18 +486,10 @@ void waf_h_introspect(void *app, const struct waf_req *rq, struct waf_resp *rs)
     struct waf_form *f = NULL;
     const struct waf_client *caller = NULL;
     json_t *claims = NULL;
-    if (!read_form(rq, rs, &f))
-        return;
-    if (!authenticate(a, rq, f, rs, &caller))
-        goto out;
-    const char *token = waf_form_get(f, "token");
-    if (token == NULL) {
-        oauth_error(rs, 400, "invalid_request", "token is required");
-        goto out;
-    }
     int64_t exp = 0;
-    claims = our_token(a, token, &exp);
-    if (claims == NULL || exp <= (int64_t)time(NULL)) {
+    if (!about_token(a, rq, rs, &f, &caller, &claims, &exp))
+        goto out;
+    if (claims == NULL) {
         inactive(rs);
         goto out;
     }
@@ -491,18 +522,10 @@ void waf_h_revoke(void *app, const struct waf_req *rq, struct waf_resp *rs)
     struct waf_form *f = NULL;
     const struct waf_client *caller = NULL;
     json_t *claims = NULL;
-    if (!read_form(rq, rs, &f))
-        return;
-    if (!authenticate(a, rq, f, rs, &caller))
-        goto out;
-    const char *token = waf_form_get(f, "token");
-    if (token == NULL) {
-        oauth_error(rs, 400, "invalid_request", "token is required");
-        goto out;
-    }
     int64_t exp = 0;
-    claims = our_token(a, token, &exp);
-    if (claims == NULL || exp <= (int64_t)time(NULL)) {
+    if (!about_token(a, rq, rs, &f, &caller, &claims, &exp))
+        goto out;
+    if (claims == NULL) {
         waf_resp_static(rs, 200, "application/json", "{}");
         goto out;
     }

@@ -1,5 +1,6 @@
 /* waf-server cryptography: ES256 signing keys, compact JWS, client secrets, scrypt passwords. */
 #include "wcrypto.h"
+#include "wutil.h"
 
 #include <jansson.h>
 #include <openssl/core_names.h>
@@ -12,7 +13,6 @@
 #include <openssl/params.h>
 #include <openssl/rand.h>
 #include <openssl/x509.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -72,24 +72,13 @@ const char *waf_crypto_strerror(enum waf_crypto_result r)
     return "unknown";
 }
 
-__attribute__((format(printf, 3, 4))) static void set_detail(char *detail, size_t len,
-                                                             const char *fmt, ...)
-{
-    if (!detail || !len)
-        return;
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(detail, len, fmt, ap);
-    va_end(ap);
-}
-
 /* Reports an OpenSSL failure of step with the library's first queued reason, and empties
  * this thread's error queue so that it does not leak into unrelated later reports. */
 static enum waf_crypto_result ossl_fail(char *detail, size_t len, const char *step)
 {
     unsigned long e = ERR_get_error();
     const char *why = e ? ERR_reason_error_string(e) : NULL;
-    set_detail(detail, len, "%s failed: %s", step, why ? why : "no reason given");
+    waf_detail(detail, len, "%s failed: %s", step, why ? why : "no reason given");
     ERR_clear_error();
     return WAF_CRYPTO_INTERNAL;
 }
@@ -233,7 +222,7 @@ static enum waf_crypto_result key_from_pkey(EVP_PKEY *pkey, struct waf_sigkey **
     struct waf_sigkey *k = calloc(1, sizeof(*k));
     if (!k) {
         EVP_PKEY_free(pkey);
-        set_detail(detail, detail_len, "out of memory");
+        waf_detail(detail, detail_len, "out of memory");
         return WAF_CRYPTO_NOMEM;
     }
     k->pkey = pkey;
@@ -263,7 +252,7 @@ static enum waf_crypto_result key_from_pkey(EVP_PKEY *pkey, struct waf_sigkey **
     k->tmpl = EVP_MD_CTX_new();
     if (!k->tmpl) {
         rc = WAF_CRYPTO_NOMEM;
-        set_detail(detail, detail_len, "out of memory");
+        waf_detail(detail, detail_len, "out of memory");
         goto out;
     }
     if (EVP_DigestSignInit_ex(k->tmpl, NULL, "SHA256", NULL, NULL, pkey, NULL) != 1) {
@@ -280,7 +269,7 @@ out:
 enum waf_crypto_result waf_sigkey_generate(struct waf_sigkey **out, char *detail, size_t detail_len)
 {
     if (!out) {
-        set_detail(detail, detail_len, "no output pointer");
+        waf_detail(detail, detail_len, "no output pointer");
         return WAF_CRYPTO_ARG;
     }
     EVP_PKEY *pkey = EVP_EC_gen("P-256");
@@ -329,7 +318,7 @@ enum waf_crypto_result waf_sigkey_seal(const struct waf_sigkey *k,
                                        size_t *len, char *detail, size_t detail_len)
 {
     if (!k || !kek || !blob || !len) {
-        set_detail(detail, detail_len, "NULL argument");
+        waf_detail(detail, detail_len, "NULL argument");
         return WAF_CRYPTO_ARG;
     }
     enum waf_crypto_result rc = WAF_CRYPTO_INTERNAL;
@@ -345,13 +334,13 @@ enum waf_crypto_result waf_sigkey_seal(const struct waf_sigkey *k,
     }
     size_t total = SEAL_OVERHEAD + (size_t)der_len;
     if (total > WAF_SEAL_MAX) {
-        set_detail(detail, detail_len, "PKCS#8 key of %d bytes is too long", der_len);
+        waf_detail(detail, detail_len, "PKCS#8 key of %d bytes is too long", der_len);
         goto out;
     }
     b = malloc(total);
     if (!b) {
         rc = WAF_CRYPTO_NOMEM;
-        set_detail(detail, detail_len, "out of memory");
+        waf_detail(detail, detail_len, "out of memory");
         goto out;
     }
     b[0] = WAF_SEAL_VERSION;
@@ -418,40 +407,40 @@ enum waf_crypto_result waf_sigkey_open(const uint8_t kek[WAF_SEAL_KEK_LEN], cons
                                        char *detail, size_t detail_len)
 {
     if (!kek || !kid || !blob || !out) {
-        set_detail(detail, detail_len, "NULL argument");
+        waf_detail(detail, detail_len, "NULL argument");
         return WAF_CRYPTO_ARG;
     }
     if (!kid_form_ok(kid)) {
-        set_detail(detail, detail_len, "kid is not of the form [A-Za-z0-9._-]{1,64}");
+        waf_detail(detail, detail_len, "kid is not of the form [A-Za-z0-9._-]{1,64}");
         return WAF_CRYPTO_ARG;
     }
     if (len <= SEAL_OVERHEAD || len > WAF_SEAL_MAX) {
-        set_detail(detail, detail_len, "blob of %zu bytes (expected %d to %d)", len,
+        waf_detail(detail, detail_len, "blob of %zu bytes (expected %d to %d)", len,
                    SEAL_OVERHEAD + 1, WAF_SEAL_MAX);
         return WAF_CRYPTO_BLOB_FORMAT;
     }
     if (blob[0] != WAF_SEAL_VERSION) {
-        set_detail(detail, detail_len, "blob version %u (expected %d)", blob[0], WAF_SEAL_VERSION);
+        waf_detail(detail, detail_len, "blob version %u (expected %d)", blob[0], WAF_SEAL_VERSION);
         return WAF_CRYPTO_BLOB_VERSION;
     }
     size_t n = len - SEAL_OVERHEAD;
     uint8_t *pt = malloc(n);
     if (!pt) {
-        set_detail(detail, detail_len, "out of memory");
+        waf_detail(detail, detail_len, "out of memory");
         return WAF_CRYPTO_NOMEM;
     }
     enum waf_crypto_result rc;
     if (!gcm_open(kek, blob + 1, kid, blob + 1 + SEAL_NONCE_LEN, n, blob + len - SEAL_TAG_LEN,
                   pt)) {
         ERR_clear_error();
-        set_detail(detail, detail_len, "blob does not authenticate under this KEK and kid");
+        waf_detail(detail, detail_len, "blob does not authenticate under this KEK and kid");
         rc = WAF_CRYPTO_BLOB_AUTH;
         goto out;
     }
     EVP_PKEY *pkey = load_p256(pt, n);
     if (!pkey) {
         ERR_clear_error();
-        set_detail(detail, detail_len, "decrypted blob is not a consistent P-256 PKCS#8 key");
+        waf_detail(detail, detail_len, "decrypted blob is not a consistent P-256 PKCS#8 key");
         rc = WAF_CRYPTO_KEY_INVALID;
         goto out;
     }
@@ -460,7 +449,7 @@ enum waf_crypto_result waf_sigkey_open(const uint8_t kek[WAF_SEAL_KEK_LEN], cons
     if (rc != WAF_CRYPTO_OK)
         goto out;
     if (strcmp(k->kid, kid) != 0) {
-        set_detail(detail, detail_len, "key thumbprint %s is not the kid %s", k->kid, kid);
+        waf_detail(detail, detail_len, "key thumbprint %s is not the kid %s", k->kid, kid);
         waf_sigkey_free(k);
         rc = WAF_CRYPTO_KID_MISMATCH;
         goto out;
@@ -488,14 +477,14 @@ enum waf_crypto_result waf_jws_sign(const struct waf_sigkey *k, const char *payl
                                     size_t len, char **out_token, char *detail, size_t detail_len)
 {
     if (!k || !payload_json || !out_token || len == 0) {
-        set_detail(detail, detail_len, "NULL argument or empty payload");
+        waf_detail(detail, detail_len, "NULL argument or empty payload");
         return WAF_CRYPTO_ARG;
     }
     /* The first test keeps the sum below from overflowing. */
     size_t sig_b64 = WAF_B64URL_LEN(2 * ES256_HALF);
     if (len > WAF_JWS_MAX_TOKEN ||
         k->hdr_len + 1 + WAF_B64URL_LEN(len) + 1 + sig_b64 > WAF_JWS_MAX_TOKEN) {
-        set_detail(detail, detail_len, "payload of %zu bytes makes the token longer than %d", len,
+        waf_detail(detail, detail_len, "payload of %zu bytes makes the token longer than %d", len,
                    WAF_JWS_MAX_TOKEN);
         return WAF_CRYPTO_TOO_LARGE;
     }
@@ -505,7 +494,7 @@ enum waf_crypto_result waf_jws_sign(const struct waf_sigkey *k, const char *payl
     if (!tok || !c) {
         free(tok);
         EVP_MD_CTX_free(c);
-        set_detail(detail, detail_len, "out of memory");
+        waf_detail(detail, detail_len, "out of memory");
         return WAF_CRYPTO_NOMEM;
     }
     memcpy(tok, k->hdr, k->hdr_len);
@@ -619,18 +608,18 @@ enum waf_crypto_result waf_password_hash(const char *password, unsigned ln, char
                                          size_t phclen, char *detail, size_t detail_len)
 {
     if (!password || !phc) {
-        set_detail(detail, detail_len, "NULL argument");
+        waf_detail(detail, detail_len, "NULL argument");
         return WAF_CRYPTO_ARG;
     }
     size_t pwlen = strnlen(password, WAF_PASSWORD_MAX + 1);
     if (pwlen == 0 || pwlen > WAF_PASSWORD_MAX) {
-        set_detail(detail, detail_len, "password must have 1 to %d bytes", WAF_PASSWORD_MAX);
+        waf_detail(detail, detail_len, "password must have 1 to %d bytes", WAF_PASSWORD_MAX);
         return WAF_CRYPTO_ARG;
     }
     if (ln == 0)
         ln = WAF_SCRYPT_LN_DEFAULT;
     if (ln < WAF_SCRYPT_LN_MIN || ln > WAF_SCRYPT_LN_MAX) {
-        set_detail(detail, detail_len, "ln %u outside %d..%d", ln, WAF_SCRYPT_LN_MIN,
+        waf_detail(detail, detail_len, "ln %u outside %d..%d", ln, WAF_SCRYPT_LN_MIN,
                    WAF_SCRYPT_LN_MAX);
         return WAF_CRYPTO_ARG;
     }
@@ -649,7 +638,7 @@ enum waf_crypto_result waf_password_hash(const char *password, unsigned ln, char
     if (n < 0 || (size_t)n >= phclen) {
         if (phclen)
             phc[0] = '\0';
-        set_detail(detail, detail_len, "PHC string needs %d bytes, buffer has %zu", n + 1, phclen);
+        waf_detail(detail, detail_len, "PHC string needs %d bytes, buffer has %zu", n + 1, phclen);
         rc = WAF_CRYPTO_TOO_LARGE;
     }
 out:
@@ -688,12 +677,12 @@ static enum waf_crypto_result phc_bytes(const char *what, const char *f, size_t 
 {
     size_t want = b64_decoded_len(n);
     if (want != SIZE_MAX && (want < lo || want > max)) {
-        set_detail(detail, detail_len, "%s of %zu bytes (accepted %zu to %zu)", what, want, lo,
+        waf_detail(detail, detail_len, "%s of %zu bytes (accepted %zu to %zu)", what, want, lo,
                    max);
         return WAF_CRYPTO_PHC_PARAMS;
     }
     if (want == SIZE_MAX || !b64_decode(false, f, n, out, len)) {
-        set_detail(detail, detail_len, "%s is not canonical unpadded base64", what);
+        waf_detail(detail, detail_len, "%s is not canonical unpadded base64", what);
         return WAF_CRYPTO_PHC_FORMAT;
     }
     return WAF_CRYPTO_OK;
@@ -703,21 +692,21 @@ enum waf_crypto_result waf_password_verify(const char *password, const char *phc
                                            size_t detail_len)
 {
     if (!password || !phc) {
-        set_detail(detail, detail_len, "NULL argument");
+        waf_detail(detail, detail_len, "NULL argument");
         return WAF_CRYPTO_ARG;
     }
     if (strnlen(phc, WAF_PHC_MAX + 1) > WAF_PHC_MAX) {
-        set_detail(detail, detail_len, "longer than %d characters", WAF_PHC_MAX);
+        waf_detail(detail, detail_len, "longer than %d characters", WAF_PHC_MAX);
         return WAF_CRYPTO_PHC_FORMAT;
     }
     /* $<id>$ */
     const char *id = phc + 1, *end = phc[0] == '$' ? strchr(id, '$') : NULL;
     if (!end || end == id) {
-        set_detail(detail, detail_len, "does not start with $<id>$");
+        waf_detail(detail, detail_len, "does not start with $<id>$");
         return WAF_CRYPTO_PHC_FORMAT;
     }
     if ((size_t)(end - id) != 6 || strncmp(id, "scrypt", 6) != 0) {
-        set_detail(detail, detail_len, "algorithm is not scrypt");
+        waf_detail(detail, detail_len, "algorithm is not scrypt");
         return WAF_CRYPTO_PHC_ALGORITHM;
     }
     /* ln=..,r=..,p=..$ */
@@ -725,18 +714,18 @@ enum waf_crypto_result waf_password_verify(const char *password, const char *phc
     unsigned ln = 0, r = 0, p = 0;
     if (!phc_param(&s, "ln", &ln) || *s++ != ',' || !phc_param(&s, "r", &r) || *s++ != ',' ||
         !phc_param(&s, "p", &p) || *s++ != '$') {
-        set_detail(detail, detail_len, "parameters are not ln=<n>,r=<n>,p=<n>");
+        waf_detail(detail, detail_len, "parameters are not ln=<n>,r=<n>,p=<n>");
         return WAF_CRYPTO_PHC_FORMAT;
     }
     if (ln < WAF_SCRYPT_LN_MIN || ln > WAF_SCRYPT_LN_MAX || r < 1 || r > 32 || p < 1 || p > 16 ||
         scrypt_mem(ln, r, p) > SCRYPT_MAXMEM) {
-        set_detail(detail, detail_len, "ln=%u,r=%u,p=%u outside the accepted ranges", ln, r, p);
+        waf_detail(detail, detail_len, "ln=%u,r=%u,p=%u outside the accepted ranges", ln, r, p);
         return WAF_CRYPTO_PHC_PARAMS;
     }
     /* <salt>$<hash> */
     const char *salt64 = s, *dollar = strchr(salt64, '$');
     if (!dollar || strchr(dollar + 1, '$')) {
-        set_detail(detail, detail_len, "expected exactly <salt>$<hash> after the parameters");
+        waf_detail(detail, detail_len, "expected exactly <salt>$<hash> after the parameters");
         return WAF_CRYPTO_PHC_FORMAT;
     }
     const char *hash64 = dollar + 1;
@@ -752,14 +741,14 @@ enum waf_crypto_result waf_password_verify(const char *password, const char *phc
     size_t pwlen = strnlen(password, WAF_PASSWORD_MAX + 1);
     if (pwlen > WAF_PASSWORD_MAX) {
         rc = WAF_CRYPTO_MISMATCH; /* waf_password_hash never accepts such a password */
-        set_detail(detail, detail_len, "password longer than %d bytes", WAF_PASSWORD_MAX);
+        waf_detail(detail, detail_len, "password longer than %d bytes", WAF_PASSWORD_MAX);
         goto out;
     }
     rc =
         scrypt_derive(password, pwlen, salt, salt_len, ln, r, p, got, hash_len, detail, detail_len);
     if (rc == WAF_CRYPTO_OK && CRYPTO_memcmp(got, want, hash_len) != 0) {
         rc = WAF_CRYPTO_MISMATCH;
-        set_detail(detail, detail_len, "wrong password");
+        waf_detail(detail, detail_len, "wrong password");
     }
 out:
     OPENSSL_cleanse(got, sizeof(got));
@@ -811,7 +800,7 @@ enum waf_crypto_result waf_pubkey_from_jwk(const char *jwk_json, struct waf_pubk
         !str_member(jwk, "crv", "P-256") || !coord32(jwk, "x", pub + 1) ||
         !coord32(jwk, "y", pub + 33) || kid == NULL || !kid_form_ok(kid)) {
         json_decref(jwk);
-        set_detail(detail, dlen, "not a P-256 public JWK with a kid");
+        waf_detail(detail, dlen, "not a P-256 public JWK with a kid");
         return WAF_CRYPTO_ARG;
     }
     struct waf_pubkey *k = calloc(1, sizeof(*k));
