@@ -366,16 +366,21 @@ static unsigned clamp(long v, unsigned lo, unsigned hi)
     return v < (long)lo ? lo : v > (long)hi ? hi : (unsigned)v;
 }
 
+/* now: monotonic milliseconds, so that intervals are elapsed time, not whole seconds of
+ * the wall clock (a fetch at x.999 s and another at x+1.001 s are 2 ms apart). */
 static enum imsauth_result refresh_url(struct imsauth_ctx *ctx, int64_t now, char *detail,
                                        size_t dlen)
 {
     struct ims_source_url *u = &ctx->url;
     bool due = now >= u->next_fetch;
-    bool kid = atomic_load(&ctx->want_kid_fetch) && now - u->last_kid_fetch >= ctx->kid_interval;
+    bool kid = atomic_load(&ctx->want_kid_fetch) &&
+               (!u->kid_fetched || now - u->last_kid_fetch >= (int64_t)ctx->kid_interval * 1000);
     if (!due && !kid)
         return IMSAUTH_OK;
-    if (kid)
+    if (kid) {
         u->last_kid_fetch = now;
+        u->kid_fetched = true;
+    }
     atomic_store(&ctx->want_kid_fetch, false);
     struct ims_http_result h;
     enum imsauth_result r = ims_http_get(u->url, ctx->http_timeout, ctx->ca_file,
@@ -389,17 +394,18 @@ static enum imsauth_result refresh_url(struct imsauth_ctx *ctx, int64_t now, cha
     if (r != IMSAUTH_OK) {
         free(h.body);
         /* Retry soon, but not in a tight loop. */
-        u->next_fetch = now + (ctx->url_min < 30 ? ctx->url_min : 30);
+        u->next_fetch = now + (int64_t)(ctx->url_min < 30 ? ctx->url_min : 30) * 1000;
         return r;
     }
     free(u->doc);
     u->doc = h.body;
     u->doc_len = h.len;
-    u->next_fetch =
-        now + (h.max_age < 0 ? ctx->url_default : clamp(h.max_age, ctx->url_min, ctx->url_max));
+    u->next_fetch = now + (int64_t)(h.max_age < 0 ? ctx->url_default
+                                                  : clamp(h.max_age, ctx->url_min, ctx->url_max)) *
+                              1000;
     atomic_fetch_add(&ctx->n_reloads, 1);
     ims_log(ctx, IMSAUTH_LOG_INFO, "JWKS URL fetched: %zu keys, next in %lld s",
-            imsauth_key_count(ctx), (long long)(u->next_fetch - now));
+            imsauth_key_count(ctx), (long long)((u->next_fetch - now) / 1000));
     return IMSAUTH_OK;
 }
 
@@ -408,7 +414,9 @@ IMSAUTH_API enum imsauth_result imsauth_refresh(struct imsauth_ctx *ctx, unsigne
 {
     ims_detail(detail, dlen, "%s", "");
     enum imsauth_result r = IMSAUTH_OK, r2;
-    int64_t now = (int64_t)time(NULL);
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    int64_t now = (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000; /* ms */
     unsigned next = 3600;
     pthread_mutex_lock(&ctx->refresh_lock);
     if (ctx->has_file) {
@@ -419,11 +427,12 @@ IMSAUTH_API enum imsauth_result imsauth_refresh(struct imsauth_ctx *ctx, unsigne
         r2 = refresh_url(ctx, now, r == IMSAUTH_OK ? detail : NULL, dlen);
         if (r == IMSAUTH_OK)
             r = r2;
-        int64_t until = ctx->url.next_fetch - now;
+        int64_t until = ctx->url.next_fetch - now; /* ms */
         if (atomic_load(&ctx->want_kid_fetch)) {
-            int64_t k = ctx->url.last_kid_fetch + ctx->kid_interval - now;
+            int64_t k = ctx->url.last_kid_fetch + (int64_t)ctx->kid_interval * 1000 - now;
             until = k < until ? k : until;
         }
+        until = (until + 999) / 1000; /* whole seconds, rounded up */
         /* A verification may meet an unknown kid any time after this call: come back within
            the refetch interval so a new key is fetched in time. */
         if (until > (int64_t)ctx->kid_interval)

@@ -172,8 +172,9 @@ struct ims_source_url {
     char *url;
     char *doc;
     size_t doc_len;
-    int64_t next_fetch;     /* unix s */
-    int64_t last_kid_fetch; /* unix s of the last unknown-kid refetch */
+    int64_t next_fetch;     /* monotonic ms */
+    int64_t last_kid_fetch; /* monotonic ms of the last unknown-kid refetch */
+    bool kid_fetched;       /* last_kid_fetch is set */
 };
 
 struct imsauth_ctx {

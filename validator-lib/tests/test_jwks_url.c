@@ -143,3 +143,61 @@ Test(jwks_url, fetch_cache_control_and_unknown_kid, .timeout = 60)
     EVP_PKEY_free(k1);
     EVP_PKEY_free(k2);
 }
+
+/* Sleeps until the wall clock is in the last 50 ms of a second. */
+static void to_end_of_second(void)
+{
+    for (;;) {
+        struct timespec ts;
+        clock_gettime(CLOCK_REALTIME, &ts);
+        if (ts.tv_nsec >= 940000000L && ts.tv_nsec < 960000000L)
+            return;
+        long wait = ts.tv_nsec < 940000000L ? 940000000L - ts.tv_nsec : 1000000000L - ts.tv_nsec;
+        struct timespec w = {0, wait + 1000000L};
+        nanosleep(&w, NULL);
+    }
+}
+
+/* The unknown-kid refetch interval is elapsed time, not whole seconds: a refetch just
+ * before a second boundary does not allow another one just after it (the interval was
+ * measured with time(), so two fetches could be 2 ms apart with an interval of 1 s). */
+Test(jwks_url, unknown_kid_interval_is_not_rounded_to_seconds, .timeout = 30)
+{
+    struct server s = {.status = 200};
+    pthread_mutex_init(&s.lock, NULL);
+    EVP_PKEY *k1 = ims_mint_keygen(IMS_MINT_P256);
+    const char *kid1 = "k1";
+    set_doc(&s, ims_mint_jwks(&k1, &kid1, 1), "max-age=3600", 200);
+    s.d = MHD_start_daemon(MHD_USE_INTERNAL_POLLING_THREAD, 0, NULL, NULL, serve, &s,
+                           MHD_OPTION_SOCK_ADDR, NULL, MHD_OPTION_END);
+    cr_assert_not_null(s.d);
+    const union MHD_DaemonInfo *info = MHD_get_daemon_info(s.d, MHD_DAEMON_INFO_BIND_PORT);
+    char url[64];
+    snprintf(url, sizeof(url), "http://127.0.0.1:%u/jwks.json", info->port);
+    static const char *iss[] = {TH_ISS, NULL};
+    struct imsauth_opts o = {.issuers = iss,
+                             .audience = TH_AUD,
+                             .realm = TH_REALM,
+                             .jwks_url = url,
+                             .unknown_kid_interval_s = 1,
+                             .jwks_min_refresh_s = 1};
+    struct imsauth_ctx *ctx;
+    char d[160];
+    cr_assert_eq(imsauth_ctx_alloc(&ctx, &o, d, sizeof(d)), IMSAUTH_OK, "%s", d);
+    cr_assert_eq(imsauth_refresh(ctx, NULL, d, sizeof(d)), IMSAUTH_OK, "%s", d);
+    cr_assert_eq(atomic_load(&s.hits), 1);
+    sleep(1); /* the first refetch for an unknown kid is allowed */
+    to_end_of_second();
+    cr_assert_eq(verify_kid(ctx, k1, "nope1"), IMSAUTH_ERR_UNKNOWN_KID);
+    cr_assert_eq(imsauth_refresh(ctx, NULL, d, sizeof(d)), IMSAUTH_OK, "%s", d);
+    cr_assert_eq(atomic_load(&s.hits), 2, "one refetch for the unknown kid");
+    struct timespec w = {0, 100000000L}; /* past the second boundary */
+    nanosleep(&w, NULL);
+    cr_assert_eq(verify_kid(ctx, k1, "nope2"), IMSAUTH_ERR_UNKNOWN_KID);
+    cr_assert_eq(imsauth_refresh(ctx, NULL, d, sizeof(d)), IMSAUTH_OK, "%s", d);
+    cr_assert_eq(atomic_load(&s.hits), 2, "0.1 s later: still inside the 1 s interval");
+    imsauth_ctx_free(ctx);
+    MHD_stop_daemon(s.d);
+    free(s.doc);
+    EVP_PKEY_free(k1);
+}
