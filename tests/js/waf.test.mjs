@@ -40,7 +40,7 @@ test('RFC 8414 metadata names this issuer and its endpoints', async () => {
   assert.equal(m.jwks_uri, `${base}/jwks.json`);
   assert.ok(m.grant_types_supported.includes('client_credentials'));
   assert.deepEqual(m.token_endpoint_auth_methods_supported.sort(),
-    ['client_secret_basic', 'client_secret_post']);
+    ['client_secret_basic', 'client_secret_post', 'none', 'private_key_jwt']);
 });
 
 test('JWKS publishes public EC keys only, with caching', async () => {

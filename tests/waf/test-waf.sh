@@ -41,6 +41,8 @@ export WAF_DATABASE_URL="$url" WAF_REDIS_URL="$REDIS_URL"
 export WAF_KEYS_KEK_FILE="$tmp/kek.hex" WAF_SECRETS_SERVER_KEY_FILE="$tmp/server-key.hex"
 export WAF_BOOTSTRAP_ADMIN_CLIENT_SECRET="$admin_secret"
 export WAF_REDIS_REVOKED_KEY="$db:revoked" # libimsauth's set, private to this run
+export WAF_RATE_LOGIN_PER_MINUTE=1000 # the rate-limit instance below tests the limit
+export WAF_TOKEN_EPCSCF_WSS_URL="wss://epcscf.home1.net:7443/ws" WAF_TOKEN_WWSF="https://wwsf.home1.net"
 
 "$bin" --check-config >"$tmp/check.txt" || fail "--check-config: $(cat "$tmp/check.txt")"
 grep -q "^configuration ok" "$tmp/check.txt" || fail "--check-config output"
@@ -54,8 +56,73 @@ set -e
 mac=$(printf %s "$svc_secret" | openssl dgst -sha256 -mac HMAC -macopt "hexkey:$(cat "$tmp/server-key.hex")" | sed 's/^.*= //')
 psql "$url" -qc "INSERT INTO oauth_clients (client_id, name, client_type, grant_types, scopes, audience, secret_mac)
   VALUES ('svc', 'service', 'confidential', '{client_credentials}', '{ims.lease,metrics}', 'epcscf.home1.net', '\\x$mac')"
-psql "$url" -qc "INSERT INTO oauth_clients (client_id, name, client_type, grant_types, redirect_uris, audience)
-  VALUES ('wic', 'browser', 'public', '{authorization_code}', '{https://wwsf.home1.net/cb}', 'epcscf.home1.net')"
+# A pool of three temporary identities (pooled grants, tests/js/waf-ims.test.mjs).
+"$imspool" --db "$url" pool create anon --realm home1.net --lease-ttl 3600 --quarantine 0 >/dev/null
+"$imspool" --db "$url" member add anon --impu 'sip:anon-{1..3}@home1.net' \
+    --impi 'anon-{1..3}@home1.net' >/dev/null
+cbport=$(free_port) # the portal's callback the browser test serves
+psql "$url" -qc "INSERT INTO oauth_clients (client_id, name, client_type, grant_types, redirect_uris, scopes, audience)
+  VALUES ('wic', 'browser', 'public', '{authorization_code,refresh_token}',
+          '{https://wwsf.home1.net/cb,http://127.0.0.1:$cbport/cb}',
+          '{ims,openid}', 'epcscf.home1.net')"
+psql "$url" -qc "INSERT INTO oauth_clients (client_id, name, client_type, grant_types, redirect_uris, scopes, audience, allow_pool)
+  VALUES ('wic-pool', 'browser with a pool', 'public', '{authorization_code,refresh_token}',
+          '{http://127.0.0.1:$cbport/cb,http://127.0.0.1:9/cb?x=1}', '{ims}', 'epcscf.home1.net', 'anon')"
+# Local web users with scrypt passwords (PHC, as waf_password_hash writes them): carol is
+# mapped to a subscription, dave is not (pooled at wic-pool), erin gets locked out.
+phc() {
+    python3 -c 'import base64, hashlib, os, sys
+salt = os.urandom(16)
+h = hashlib.scrypt(sys.argv[1].encode(), salt=salt, n=1 << 14, r=8, p=1, dklen=32, maxmem=64 << 20)
+b = lambda x: base64.b64encode(x).decode().rstrip("=")
+print("$scrypt$ln=14,r=8,p=1$" + b(salt) + "$" + b(h))' "$1"
+}
+for u in carol dave erin; do
+    psql "$url" -q -v u="$u" -v h="$(phc "pw-of-$u")" <<'SQL'
+WITH w AS (INSERT INTO web_identities (issuer, subject, display_name) VALUES ('local', :'u', :'u') RETURNING id)
+INSERT INTO password_credentials (web_identity_id, username, password_hash) SELECT id, :'u', :'h' FROM w;
+SQL
+done
+psql "$url" -q <<'SQL'
+WITH s AS (INSERT INTO ims_subscriptions (impi, realm) VALUES ('carol@home1.net', 'home1.net') RETURNING id),
+     i AS (INSERT INTO impus (subscription_id, uri) SELECT id, 'sip:carol@home1.net' FROM s RETURNING id, subscription_id)
+INSERT INTO identity_mappings (web_identity_id, subscription_id, default_impu_id)
+  SELECT w.id, i.subscription_id, i.id FROM i, web_identities w WHERE w.issuer = 'local' AND w.subject = 'carol';
+SQL
+
+# IMS identities: a pool of three temporary identities; a portal client that exchanges
+# assertions signed by its own key (JWKS registered) and may lease from the pool; a
+# second portal without a pool; a web user of the portal mapped to a subscription with
+# a barred IMPU; an eP-CSCF client allowed the lease API.
+(cd "$src/tests/js" && node --input-type=module -e "
+import { generateKeyPair, exportJWK } from 'jose';
+import { writeFileSync } from 'node:fs';
+for (const name of ['portal', 'portal2']) {
+  const { publicKey, privateKey } = await generateKeyPair('ES256', { extractable: true });
+  const pub = { ...(await exportJWK(publicKey)), kid: name + '-1', use: 'sig', alg: 'ES256' };
+  const priv = { ...(await exportJWK(privateKey)), kid: name + '-1', alg: 'ES256' };
+  writeFileSync('$tmp/' + name + '.jwk', JSON.stringify(priv));
+  writeFileSync('$tmp/' + name + '.jwks', JSON.stringify({ keys: [pub] }));
+}") || fail "portal keys"
+psql "$url" -q -v jwks="$(cat "$tmp/portal.jwks")" -v jwks2="$(cat "$tmp/portal2.jwks")" <<'SQL'
+INSERT INTO oauth_clients (client_id, name, client_type, grant_types, scopes, audience, jwks, allow_pool)
+  VALUES ('portal', 'portal', 'confidential', '{urn:ietf:params:oauth:grant-type:token-exchange}',
+          '{ims,openid}', 'epcscf.home1.net', :'jwks'::jsonb, 'anon');
+INSERT INTO oauth_clients (client_id, name, client_type, grant_types, scopes, audience, jwks)
+  VALUES ('portal2', 'portal without a pool', 'confidential',
+          '{urn:ietf:params:oauth:grant-type:token-exchange,client_credentials}', '{ims}',
+          'epcscf.home1.net', :'jwks2'::jsonb);
+WITH w AS (INSERT INTO web_identities (issuer, subject, display_name) VALUES ('portal', 'alice', 'Alice') RETURNING id),
+     s AS (INSERT INTO ims_subscriptions (impi, realm) VALUES ('alice@home1.net', 'home1.net') RETURNING id),
+     i AS (INSERT INTO impus (subscription_id, uri, barred)
+           SELECT s.id, u.uri, u.barred FROM s, (VALUES ('sip:alice@home1.net', false),
+             ('tel:+15551234', false), ('sip:alice-old@home1.net', true)) u(uri, barred) RETURNING id, uri)
+INSERT INTO identity_mappings (web_identity_id, subscription_id, default_impu_id)
+  SELECT w.id, s.id, i.id FROM w, s, i WHERE i.uri = 'sip:alice@home1.net';
+INSERT INTO web_identities (issuer, subject, status) VALUES ('portal', 'mallory', 'disabled');
+SQL
+psql "$url" -qc "INSERT INTO oauth_clients (client_id, name, client_type, grant_types, scopes, audience, secret_mac)
+  VALUES ('epcscf', 'eP-CSCF', 'confidential', '{client_credentials}', '{ims.lease}', 'epcscf.home1.net', '\\x$mac')"
 
 "$bin" >"$tmp/waf.log" 2>&1 &
 pid=$!
@@ -69,12 +136,17 @@ curl -fsS "http://127.0.0.1:$aport/healthz" >/dev/null || fail "admin listener"
     || fail "no active signing key created"
 [ "$(psql "$url" -Atc "SELECT count(*) FROM oauth_clients WHERE client_id = 'admin' AND secret_mac IS NOT NULL")" = 1 ] \
     || fail "bootstrap admin client missing"
-before=$(psql "$url" -Atc "SELECT md5(string_agg(t::text, ',' ORDER BY t::text)) FROM (SELECT * FROM oauth_clients) t")
+before=$(psql "$url" -Atc "SELECT md5(string_agg(t::text, ',' ORDER BY t::text)) FROM (SELECT client_id, secret_mac, jwks, scopes, grant_types FROM oauth_clients) t")
 
 WAF_URL="http://127.0.0.1:$port" ADMIN_SECRET="$admin_secret" SVC_SECRET="$svc_secret" \
     REVOKED_KEY="$WAF_REDIS_REVOKED_KEY" node --test "$src/tests/js/waf.test.mjs" || fail "tests/js/waf.test.mjs"
+WAF_URL="http://127.0.0.1:$port" SVC_SECRET="$svc_secret" DATABASE_URL="$url" KEYS_DIR="$tmp" \
+    IMSAUTH_VERIFY="$build/validator-lib/imsauth-verify" REVOKED_KEY="$WAF_REDIS_REVOKED_KEY" \
+    node --test --test-concurrency=1 "$src/tests/js/waf-ims.test.mjs" || fail "tests/js/waf-ims.test.mjs"
+WAF_URL="http://127.0.0.1:$port" SVC_SECRET="$svc_secret" DATABASE_URL="$url" CB_PORT="$cbport" \
+    node --test --test-concurrency=1 "$src/tests/js/waf-browser.test.mjs" || fail "tests/js/waf-browser.test.mjs"
 
-after=$(psql "$url" -Atc "SELECT md5(string_agg(t::text, ',' ORDER BY t::text)) FROM (SELECT * FROM oauth_clients) t")
+after=$(psql "$url" -Atc "SELECT md5(string_agg(t::text, ',' ORDER BY t::text)) FROM (SELECT client_id, secret_mac, jwks, scopes, grant_types FROM oauth_clients) t")
 [ "$before" = "$after" ] || fail "bad requests changed oauth_clients"
 if grep -qE "$admin_secret|$svc_secret|eyJ" "$tmp/waf.log"; then fail "a secret or token in the log"; fi
 
@@ -118,18 +190,30 @@ rc_b=$(curl -s -o /dev/null -w '%{http_code}' -u "svc:$svc_secret" --data-urlenc
     "http://127.0.0.1:$p4/revoke")
 at_a=$(curl -s -u "admin:$admin_secret" --data-urlencode "token=$tok" "http://127.0.0.1:$port/introspect")
 jwks_b=$(curl -s "http://127.0.0.1:$p4/jwks.json")
+# An authorization code issued at A is redeemed at B (codes live in PostgreSQL).
+ver=$(openssl rand -hex 32)
+chal=$(printf %s "$ver" | openssl dgst -sha256 -binary | basenc --base64url | tr -d '=')
+q2="response_type=code&client_id=wic&redirect_uri=https%3A%2F%2Fwwsf.home1.net%2Fcb&scope=ims&code_challenge_method=S256&code_challenge=$chal"
+csrf=$(curl -s -c "$tmp/cj" "http://127.0.0.1:$port/authorize?$q2" | sed -n 's/.*name="csrf" value="\([^"]*\)".*/\1/p')
+loc=$(curl -s -b "$tmp/cj" -o /dev/null -w '%{redirect_url}' \
+    -d "$q2&csrf=$csrf&username=carol&password=pw-of-carol" "http://127.0.0.1:$port/authorize")
+code=$(sed -n 's/.*[?&]code=\([^&]*\).*/\1/p' <<<"$loc")
+red_b=$(curl -s -d "grant_type=authorization_code&client_id=wic&code=$code&code_verifier=$ver" \
+    --data-urlencode "redirect_uri=https://wwsf.home1.net/cb" "http://127.0.0.1:$p4/token")
 kill -TERM "$pid4"
 wait "$pid4" || fail "instance B exit status"
 [ "$rc_b" = 200 ] && [ "$at_a" = '{"active":false}' ] \
     || fail "a revocation at B is not seen at A: $rc_b $at_a"
 [ "$jwks_b" = "$(curl -s "http://127.0.0.1:$port/jwks.json")" ] && [[ $jwks_b == *'"kid"'* ]] \
     || fail "the two instances publish different keys"
+[ -n "$code" ] && [[ $red_b == *'"impi":"carol@home1.net"'* ]] \
+    || fail "a code of instance A is not redeemed at B: $loc $red_b"
 
 # A third instance with a limit of 3 token requests per client and minute.
 p3=$(free_port)
 a3=$(free_port)
 WAF_PUBLIC_LISTEN="127.0.0.1:$p3" WAF_ADMIN_LISTEN="127.0.0.1:$a3" WAF_ISSUER="http://127.0.0.1:$p3" \
-    WAF_RATE_TOKEN_PER_MINUTE=3 "$bin" >"$tmp/waf3.log" 2>&1 &
+    WAF_RATE_TOKEN_PER_MINUTE=3 WAF_RATE_LOGIN_PER_MINUTE=2 "$bin" >"$tmp/waf3.log" 2>&1 &
 pid3=$!
 for _ in $(seq 1 100); do
     curl -fsS "http://127.0.0.1:$p3/healthz" >/dev/null 2>&1 && break
@@ -142,12 +226,21 @@ for _ in 1 2 3 4; do
 done
 other=$(curl -s -o /dev/null -w '%{http_code}' -u "admin:$admin_secret" \
     -d grant_type=client_credentials "http://127.0.0.1:$p3/token")
+# Login attempts per IP (2 a minute here): the third gets 429 with Retry-After.
+q='response_type=code&client_id=wic&redirect_uri=https%3A%2F%2Fwwsf.home1.net%2Fcb&scope=ims&code_challenge_method=S256&code_challenge=E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM'
+lcodes=
+for _ in 1 2 3; do
+    lcodes="$lcodes $(curl -s -o /dev/null -D "$tmp/login.h" -w '%{http_code}' \
+        -d "$q&username=carol&password=wrong&csrf=x" "http://127.0.0.1:$p3/authorize")"
+done
 kill -TERM "$pid3"
 wait "$pid3" || fail "third instance exit status"
 [ "$codes" = " 401 401 401 429" ] || fail "rate limit: $codes"
 grep -qi '^retry-after: [1-9]' "$tmp/rl.h" && grep -q '"error":"slow_down"' "$tmp/rl.json" \
     || fail "429 without Retry-After or error: $(cat "$tmp/rl.h" "$tmp/rl.json")"
 [ "$other" = 200 ] || fail "another client limited too: $other"
+[ "$lcodes" = " 400 400 429" ] && grep -qi '^retry-after: [1-9]' "$tmp/login.h" \
+    || fail "login rate limit: $lcodes"
 
 kill -TERM "$pid"
 set +e

@@ -1,9 +1,11 @@
 /* OAuth clients: cached lookup and authentication (see clients.h). */
 #include "clients.h"
 
+#include "jose.h"
 #include "wcrypto.h"
 #include "wutil.h"
 
+#include <jansson.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -30,6 +32,12 @@ static void client_free(struct waf_client *c)
         return;
     free(c->scopes);
     free(c->audience);
+    free(c->allow_pool);
+    waf_jwks_free(c->jwks);
+    if (c->redirect_uris)
+        for (char **u = c->redirect_uris; *u; u++)
+            free(*u);
+    free(c->redirect_uris);
     free(c);
 }
 
@@ -89,6 +97,25 @@ static unsigned grants_of(const char *list)
     return bits;
 }
 
+/* A JSON array of strings as a NULL-terminated list (NULL without memory). */
+static char **uri_list(const char *json)
+{
+    json_t *a = json_loads(json, 0, NULL);
+    size_t n = json_is_array(a) ? json_array_size(a) : 0;
+    char **l = calloc(n + 1, sizeof(*l));
+    for (size_t i = 0; l && i < n; i++) {
+        const char *v = json_string_value(json_array_get(a, i));
+        if ((l[i] = strdup(v ? v : "")) == NULL) {
+            for (size_t k = 0; k < i; k++)
+                free(l[k]);
+            free(l);
+            l = NULL;
+        }
+    }
+    json_decref(a);
+    return l;
+}
+
 /* Reads one client; *found false when there is none. -1 when the database failed. */
 static int load(struct waf_clients *cs, const char *client_id, struct waf_client **out, bool *found)
 {
@@ -103,7 +130,8 @@ static int load(struct waf_clients *cs, const char *client_id, struct waf_client
         waf_db_exec(c,
                     "SELECT client_type = 'confidential', status = 'active', "
                     " array_to_string(grant_types, ' '), array_to_string(scopes, ' '), audience, "
-                    " encode(secret_mac, 'hex'), coalesce(token_lifetime_s, 0) "
+                    " encode(secret_mac, 'hex'), coalesce(token_lifetime_s, 0), "
+                    " jwks::text, allow_pool, array_to_json(redirect_uris)::text "
                     "FROM oauth_clients WHERE client_id = $1",
                     1, params, state, d, sizeof(d));
     waf_db_put(cs->db, c);
@@ -132,7 +160,19 @@ static int load(struct waf_clients *cs, const char *client_id, struct waf_client
         }
         k->lifetime_s = atol(PQgetvalue(res, 0, 6));
         k->refs_ = 1;
-        if (k->scopes == NULL || k->audience == NULL) {
+        bool ok = k->scopes && k->audience;
+        if (ok && !PQgetisnull(res, 0, 7)) {
+            const char *j = PQgetvalue(res, 0, 7);
+            /* A JWKS the WAF cannot use leaves the client without keys (assertions then
+               fail as unverifiable) instead of making the whole client unusable. */
+            if (waf_jwks_parse(j, strlen(j), &k->jwks, d, sizeof(d)) != WAF_JOSE_OK)
+                k->jwks = NULL;
+        }
+        if (ok && !PQgetisnull(res, 0, 8))
+            ok = (k->allow_pool = strdup(PQgetvalue(res, 0, 8))) != NULL;
+        if (ok)
+            ok = (k->redirect_uris = uri_list(PQgetvalue(res, 0, 9))) != NULL;
+        if (!ok) {
             client_free(k);
             PQclear(res);
             return -1;
@@ -179,6 +219,24 @@ static enum waf_client_result lookup(struct waf_clients *cs, const char *client_
         client_free(old);
     *out = k;
     return found ? WAF_CLIENT_OK : WAF_CLIENT_UNKNOWN;
+}
+
+enum waf_client_result waf_clients_get(struct waf_clients *cs, const char *client_id,
+                                       const struct waf_client **out)
+{
+    *out = NULL;
+    if (client_id == NULL || strlen(client_id) > 128)
+        return WAF_CLIENT_UNKNOWN;
+    struct waf_client *k;
+    enum waf_client_result r = lookup(cs, client_id, &k);
+    if (r != WAF_CLIENT_OK)
+        return r;
+    if (!k->active) {
+        waf_client_put(cs, k);
+        return WAF_CLIENT_UNKNOWN;
+    }
+    *out = k;
+    return WAF_CLIENT_OK;
 }
 
 enum waf_client_result waf_clients_authenticate(struct waf_clients *cs, const char *client_id,

@@ -29,12 +29,16 @@ struct waf_client {
     char *scopes;    /* space-separated allowed scopes ("" when none) */
     char *audience;
     bool has_mac;
-    uint8_t mac[32]; /* HMAC-SHA-256 of the secret under the server key */
-    long lifetime_s; /* 0: the server default */
-    int refs_;       /* private */
+    uint8_t mac[32];       /* HMAC-SHA-256 of the secret under the server key */
+    long lifetime_s;       /* 0: the server default */
+    struct waf_jwks *jwks; /* registered public keys (private_key_jwt, assertions); NULL: none */
+    char *allow_pool;      /* pool it may lease temporary identities from; NULL: none */
+    char **redirect_uris;  /* NULL-terminated; matched exactly */
+    int refs_;             /* private */
 };
 
 struct waf_clients;
+struct waf_jwks;
 
 /* db and server_key are borrowed for the life of the registry. */
 struct waf_clients *waf_clients_new(struct waf_db *db, const uint8_t server_key[32]);
@@ -51,6 +55,11 @@ enum waf_client_result {
  * referenced record the caller gives back with waf_client_put(). */
 enum waf_client_result waf_clients_authenticate(struct waf_clients *cs, const char *client_id,
                                                 const char *secret, const struct waf_client **out);
+/* The active client client_id without authenticating it (public clients, private_key_jwt
+ * before the assertion is checked). WAF_CLIENT_OK with a referenced *out, WAF_CLIENT_UNKNOWN
+ * or WAF_CLIENT_UNAVAILABLE. */
+enum waf_client_result waf_clients_get(struct waf_clients *cs, const char *client_id,
+                                       const struct waf_client **out);
 void waf_client_put(struct waf_clients *cs, const struct waf_client *c);
 
 /* True when every space-separated scope of requested is allowed for c. */

@@ -25,18 +25,23 @@ struct waf_config {
     char *kek_file;        /* 32-byte key-encryption key for signing keys (hex) */
     char *server_key_file; /* 32-byte HMAC key for client secrets (hex) */
     long token_lifetime_s;
-    char *epcscf_wss_url; /* returned to the WIC with each IMS token */
-    char *wwsf_origin;    /* the "wwsf" claim; NULL: none */
-    long key_overlap_s;   /* a new key is published this long before it signs */
-    long threads;         /* HTTP worker threads per listener */
-    long max_body;        /* bytes; larger bodies get 413 */
+    char *epcscf_wss_url;          /* returned to the WIC with each IMS token */
+    char *wwsf_origin;             /* the "wwsf" claim; NULL: none */
+    long key_overlap_s;            /* a new key is published this long before it signs */
+    long assertion_max_lifetime_s; /* longest exp - now of a client-signed JWT */
+    long code_lifetime_s;          /* authorization codes */
+    long refresh_lifetime_s;       /* refresh tokens */
+    long login_max_failures;       /* failed logins before a lockout */
+    long login_lockout_s;          /* length of a lockout */
+    long threads;                  /* HTTP worker threads per listener */
+    long max_body;                 /* bytes; larger bodies get 413 */
     long connection_limit, per_ip_connection_limit, connection_timeout_s;
     char *admin_client_id;     /* first admin client, created on first start */
     char *admin_client_secret; /* its secret (>= 32 characters); NULL: none created */
     long rate_token_per_min;   /* per client */
     long rate_login_per_min;   /* per IP */
     char *log_level;           /* error | warning | info | debug */
-    unsigned char source_[32]; /* private: where each key's value came from */
+    unsigned char source_[48]; /* private: where each key's value came from */
 };
 
 enum waf_config_result {

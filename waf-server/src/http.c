@@ -27,7 +27,29 @@ struct ctx {
     char *body;
     size_t len, cap;
     bool too_large;
+    char *query; /* the raw query string (after '?'); NULL when none */
+    bool started, query_too_long;
 };
+
+#define MAX_QUERY 8192
+
+/* libmicrohttpd hands the raw request URI here before parsing it: keep the query, so that
+ * handlers parse it strictly (repeated parameters are errors in OAuth). */
+static void *uri_cb(void *cls, const char *uri, struct MHD_Connection *c)
+{
+    (void)cls;
+    (void)c;
+    struct ctx *x = calloc(1, sizeof(*x));
+    const char *q = uri ? strchr(uri, '?') : NULL;
+    if (x && q) {
+        size_t n = strnlen(q + 1, MAX_QUERY + 1);
+        if (n > MAX_QUERY)
+            x->query_too_long = true;
+        else
+            x->query = strndup(q + 1, n);
+    }
+    return x;
+}
 
 const char *waf_req_header(const struct waf_req *rq, const char *name)
 {
@@ -156,6 +178,10 @@ static enum MHD_Result dispatch(struct waf_http *h, struct MHD_Connection *c, co
         problem(&rs, 413, "request body too large");
         return answer(h, c, &rs, -1, t0);
     }
+    if (x->query_too_long) {
+        problem(&rs, 414, "request URI too long");
+        return answer(h, c, &rs, -1, t0);
+    }
     const struct waf_route *found = NULL;
     bool path_known = false;
     for (const struct waf_route *rt = h->o.routes; rt->method; rt++) {
@@ -188,6 +214,7 @@ static enum MHD_Result dispatch(struct waf_http *h, struct MHD_Connection *c, co
                          .path = url,
                          .body = x->body ? x->body : "",
                          .body_len = x->len,
+                         .query = x->query ? x->query : "",
                          .client_ip = ip,
                          .conn = c};
     found->fn(h->o.app, &rq, &rs);
@@ -201,11 +228,10 @@ static enum MHD_Result access_cb(void *cls, struct MHD_Connection *c, const char
     (void)version;
     struct waf_http *h = cls;
     struct ctx *x = *con_cls;
-    if (x == NULL) {
-        x = calloc(1, sizeof(*x));
-        if (x == NULL)
-            return MHD_NO;
-        *con_cls = x;
+    if (x == NULL)
+        return MHD_NO; /* uri_cb ran out of memory */
+    if (!x->started) {
+        x->started = true;
         const char *cl =
             MHD_lookup_connection_value(c, MHD_HEADER_KIND, MHD_HTTP_HEADER_CONTENT_LENGTH);
         if (cl && strtoull(cl, NULL, 10) > h->o.max_body) {
@@ -255,6 +281,7 @@ static void completed_cb(void *cls, struct MHD_Connection *c, void **con_cls,
     struct ctx *x = *con_cls;
     if (x) {
         free(x->body);
+        free(x->query);
         free(x);
     }
     *con_cls = NULL;
@@ -335,8 +362,9 @@ struct waf_http *waf_http_start(const struct waf_http_opts *o, char *detail, siz
         MHD_OPTION_THREAD_POOL_SIZE, (unsigned)o->threads, MHD_OPTION_CONNECTION_LIMIT,
         o->connection_limit, MHD_OPTION_PER_IP_CONNECTION_LIMIT, o->per_ip_limit,
         MHD_OPTION_CONNECTION_TIMEOUT, o->timeout_s, MHD_OPTION_CONNECTION_MEMORY_LIMIT,
-        (size_t)65536, MHD_OPTION_STRICT_FOR_CLIENT, 1, MHD_OPTION_NOTIFY_COMPLETED, completed_cb,
-        h, MHD_OPTION_ARRAY, o->tls_cert_file ? tls : &tls[3], MHD_OPTION_END);
+        (size_t)32768, MHD_OPTION_STRICT_FOR_CLIENT, 1, MHD_OPTION_NOTIFY_COMPLETED, completed_cb,
+        h, MHD_OPTION_URI_LOG_CALLBACK, uri_cb, h, MHD_OPTION_ARRAY,
+        o->tls_cert_file ? tls : &tls[3], MHD_OPTION_END);
     if (h->d == NULL) {
         snprintf(detail, dlen, "cannot listen on %s (address in use, or bad TLS files)", o->listen);
         free(h->cert);

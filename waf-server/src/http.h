@@ -18,6 +18,8 @@ struct waf_req {
     const char *method, *path; /* path without the query */
     const char *body;          /* NUL-terminated copy of the body ("" when none) */
     size_t body_len;
+    const char *query;     /* raw query string after '?' ("" when none; at most 8 KiB, longer
+                              queries get 414 before a handler runs) */
     const char *client_ip; /* numeric */
     struct MHD_Connection *conn;
 };

@@ -21,12 +21,17 @@ struct snapshot {
     struct waf_pubkey *pub[MAX_PUBLISHED]; /* every published key, for verification */
 };
 
+/* A token signed just before a retirement is valid this much longer than its lifetime
+ * (verifiers' clock leeway). */
+#define RETIRE_LEEWAY_S 60
+
 struct waf_keystore {
     struct waf_db *db;
     const uint8_t *kek;
     long reload_ms;
-    pthread_mutex_t lock;   /* guards cur and refs */
-    pthread_mutex_t reload; /* one reloader at a time */
+    long overlap_s, lifetime_s; /* under lock */
+    pthread_mutex_t lock;       /* guards cur and refs */
+    pthread_mutex_t reload;     /* one reloader at a time */
     struct snapshot *cur;
     int64_t loaded_ms;
 };
@@ -73,9 +78,11 @@ static uint8_t *unhex_bytea(const char *s, size_t *len)
     return out;
 }
 
-/* Makes, seals and stores a new active key. A concurrent instance doing the same makes
- * the insert fail on signing_keys_one_active; the caller then just loads. */
-static int create_active(struct waf_keystore *ks, PGconn *c, char *detail, size_t dlen)
+/* Makes, seals and stores a new key in state ("active" or "next"); kid_out (65 bytes,
+ * optional) gets its kid. A concurrent instance making the first active key makes the
+ * insert fail on signing_keys_one_active: 1 then (the caller just loads). 0 or -1. */
+static int store_new(struct waf_keystore *ks, PGconn *c, const char *state, char *kid_out,
+                     char *detail, size_t dlen)
 {
     struct waf_sigkey *k = NULL;
     uint8_t *blob = NULL;
@@ -94,20 +101,139 @@ static int create_active(struct waf_keystore *ks, PGconn *c, char *detail, size_
     strcpy(hex, "\\x");
     for (size_t i = 0; i < blen; i++)
         snprintf(hex + 2 + 2 * i, 3, "%02x", blob[i]);
-    const char *params[] = {waf_sigkey_kid(k), waf_sigkey_public_jwk(k), hex};
-    char state[6];
+    const char *params[] = {waf_sigkey_kid(k), waf_sigkey_public_jwk(k), hex, state};
+    char sqlstate[6];
     PGresult *res = waf_db_exec(c,
                                 "INSERT INTO signing_keys (kid, alg, public_jwk, private_key_enc, "
                                 "state, activated_at) VALUES ($1, 'ES256', $2::jsonb, "
-                                "$3::bytea, 'active', now())",
-                                3, params, state, detail, dlen);
+                                "$3::bytea, $4, CASE WHEN $4 = 'active' THEN now() END)",
+                                4, params, sqlstate, detail, dlen);
+    if (kid_out)
+        snprintf(kid_out, 65, "%s", waf_sigkey_kid(k));
     free(hex);
     free(blob);
     waf_sigkey_free(k);
     if (res == NULL)
-        return strcmp(state, "23505") == 0 ? 0 : -1;
+        return strcmp(sqlstate, "23505") == 0 && strcmp(state, "active") == 0 ? 1 : -1;
     PQclear(res);
     return 0;
+}
+
+static bool run(PGconn *c, const char *sql)
+{
+    PGresult *res = PQexec(c, sql);
+    bool ok = PQresultStatus(res) == PGRES_COMMAND_OK;
+    PQclear(res);
+    return ok;
+}
+
+/*
+ * Promotes the oldest next key older than the overlap, if any: it becomes active and the
+ * active key retired, published until every token it can have signed has expired. One
+ * transaction; the next key's row lock (SKIP LOCKED) lets one instance do it, and the
+ * one-active index refuses anything else. Recorded in audit_log (actor "waf-server").
+ * Failures leave everything as it was (the next reload tries again).
+ */
+static void promote(struct waf_keystore *ks, PGconn *c)
+{
+    pthread_mutex_lock(&ks->lock);
+    long overlap = ks->overlap_s, lifetime = ks->lifetime_s;
+    pthread_mutex_unlock(&ks->lock);
+    if (overlap < 0)
+        return;
+    char ov[24], keep[24];
+    snprintf(ov, sizeof(ov), "%ld", overlap);
+    /* Other instances may sign with the old key until their next reload. */
+    snprintf(keep, sizeof(keep), "%ld", RETIRE_LEEWAY_S + (ks->reload_ms + 999) / 1000);
+    char state[6], d[256];
+    const char *p1[] = {ov};
+    PGresult *res = waf_db_exec(c,
+                                "SELECT 1 FROM signing_keys WHERE state = 'next' AND "
+                                "created_at <= now() - make_interval(secs => $1::int) LIMIT 1",
+                                1, p1, state, d, sizeof(d));
+    bool due = res && PQntuples(res) > 0;
+    PQclear(res);
+    if (!due || !run(c, "BEGIN"))
+        return;
+    res = waf_db_exec(c,
+                      "SELECT kid FROM signing_keys WHERE state = 'next' AND "
+                      "created_at <= now() - make_interval(secs => $1::int) "
+                      "ORDER BY created_at, kid LIMIT 1 FOR UPDATE SKIP LOCKED",
+                      1, p1, state, d, sizeof(d));
+    if (res == NULL || PQntuples(res) == 0) {
+        PQclear(res);
+        run(c, "ROLLBACK");
+        return;
+    }
+    char kid[65];
+    snprintf(kid, sizeof(kid), "%s", PQgetvalue(res, 0, 0));
+    PQclear(res);
+    char lt[24];
+    snprintf(lt, sizeof(lt), "%ld", lifetime);
+    const char *p2[] = {lt, keep};
+    /* Two statements: the one-active index is checked row by row. */
+    res = waf_db_exec(c,
+                      "UPDATE signing_keys SET state = 'retired', retired_at = now(), "
+                      " publish_until = now() + make_interval(secs => greatest($1::int, "
+                      "  (SELECT coalesce(max(token_lifetime_s), 0) FROM oauth_clients)) + "
+                      "  $2::int) WHERE state = 'active' RETURNING kid, publish_until",
+                      2, p2, state, d, sizeof(d));
+    char old[65] = "", until[64] = "";
+    bool retired = res != NULL;
+    if (res && PQntuples(res) == 1) {
+        snprintf(old, sizeof(old), "%s", PQgetvalue(res, 0, 0));
+        snprintf(until, sizeof(until), "%s", PQgetvalue(res, 0, 1));
+    }
+    PQclear(res);
+    const char *p3[] = {kid, old, until};
+    res = retired ? waf_db_exec(c,
+                                "WITH new AS (UPDATE signing_keys SET state = 'active', "
+                                "  activated_at = now() WHERE kid = $1 AND state = 'next' "
+                                "  RETURNING kid) "
+                                "INSERT INTO audit_log (actor, action, target_type, target_id, "
+                                " before, after) "
+                                "SELECT 'waf-server', 'key.activate', 'signing_key', new.kid, "
+                                " jsonb_build_object('active', nullif($2, ''), 'next', new.kid), "
+                                " jsonb_build_object('active', new.kid, 'retired', nullif($2, ''), "
+                                "  'retired_publish_until', nullif($3, '')::timestamptz) FROM new",
+                                3, p3, state, d, sizeof(d))
+                  : NULL;
+    bool ok = res && strcmp(PQcmdTuples(res), "1") == 0;
+    PQclear(res);
+    if (!ok || !run(c, "COMMIT"))
+        run(c, "ROLLBACK");
+}
+
+void waf_keystore_set_policy(struct waf_keystore *ks, long overlap_s, long lifetime_s)
+{
+    pthread_mutex_lock(&ks->lock);
+    ks->overlap_s = overlap_s;
+    ks->lifetime_s = lifetime_s;
+    pthread_mutex_unlock(&ks->lock);
+}
+
+int waf_keystore_rotate(struct waf_keystore *ks, PGconn *c, char kid[65], char *detail, size_t dlen)
+{
+    char state[6];
+    kid[0] = '\0';
+    PGresult *res = waf_db_exec(c,
+                                "SELECT pg_advisory_xact_lock(hashtextextended("
+                                "'waf-server signing key rotation', 0))",
+                                0, NULL, state, detail, dlen);
+    if (res == NULL)
+        return -1;
+    PQclear(res);
+    res = waf_db_exec(c, "SELECT kid FROM signing_keys WHERE state = 'next' LIMIT 1", 0, NULL,
+                      state, detail, dlen);
+    if (res == NULL)
+        return -1;
+    if (PQntuples(res) > 0) {
+        snprintf(kid, 65, "%s", PQgetvalue(res, 0, 0));
+        PQclear(res);
+        return 1;
+    }
+    PQclear(res);
+    return store_new(ks, c, "next", kid, detail, dlen) == 0 ? 0 : -1;
 }
 
 /* Reads the keys into a new snapshot. */
@@ -167,10 +293,11 @@ int waf_keystore_reload(struct waf_keystore *ks, char *detail, size_t dlen)
         snprintf(detail, dlen, "database unreachable");
         return -1;
     }
+    promote(ks, c);
     struct snapshot *s = load(ks, c, detail, dlen);
     if (s && s->active == NULL) {
         snap_free(s);
-        s = create_active(ks, c, detail, dlen) == 0 ? load(ks, c, detail, dlen) : NULL;
+        s = store_new(ks, c, "active", NULL, detail, dlen) >= 0 ? load(ks, c, detail, dlen) : NULL;
         if (s && s->active == NULL) {
             snprintf(detail, dlen, "no active signing key after creating one");
             snap_free(s);
@@ -200,6 +327,8 @@ struct waf_keystore *waf_keystore_open(struct waf_db *db, const uint8_t kek[32],
     ks->db = db;
     ks->kek = kek;
     ks->reload_ms = reload_ms;
+    ks->overlap_s = -1; /* no promotion before the policy is set */
+    ks->lifetime_s = 600;
     pthread_mutex_init(&ks->lock, NULL);
     pthread_mutex_init(&ks->reload, NULL);
     if (waf_keystore_reload(ks, detail, dlen) != 0) {

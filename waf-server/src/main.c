@@ -2,6 +2,8 @@
  * waf-server: the OAuth 2.0 WAF/WWSF of TS 24.371.
  *   waf-server [--config FILE]          run until SIGTERM/SIGINT
  *   waf-server --check-config [FILE]    validate the configuration and show every value
+ *   waf-server --routes                 list every route of both listeners
+ *                                       ("public|admin METHOD PATH"; docs/openapi.yaml)
  * Exit: 0, 1 on a start-up failure (one line on stderr), 2 on a configuration error.
  */
 #include "app.h"
@@ -19,6 +21,11 @@ int main(int argc, char **argv)
 {
     const char *path = NULL;
     bool check = false;
+    if (argc == 2 && strcmp(argv[1], "--routes") == 0) {
+        waf_routes_print(stdout, "public", waf_app_routes(0));
+        waf_routes_print(stdout, "admin", waf_app_routes(1));
+        return 0;
+    }
     for (int i = 1; i < argc; i++) {
         if (strcmp(argv[i], "--check-config") == 0)
             check = true;
@@ -27,7 +34,8 @@ int main(int argc, char **argv)
         else if (check && argv[i][0] != '-' && path == NULL)
             path = argv[i];
         else {
-            fprintf(stderr, "usage: waf-server [--config FILE] | --check-config [FILE]\n");
+            fprintf(stderr,
+                    "usage: waf-server [--config FILE] | --check-config [FILE] | --routes\n");
             return 2;
         }
     }

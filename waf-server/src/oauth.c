@@ -1,10 +1,14 @@
 /*
- * Public OAuth endpoints: RFC 8414 metadata, JWKS, and the token endpoint (RFC 6749 §3.2,
- * §5) with client authentication (client_secret_basic, client_secret_post) and the
- * client_credentials grant. Tokens follow docs/token-profile.md (RFC 9068 at+jwt).
+ * Public OAuth endpoints: RFC 8414 metadata, JWKS, health, metrics, the token endpoint
+ * (RFC 6749 3.2, 5; grants dispatched to grants.h, client_credentials here), introspection
+ * (RFC 7662) and revocation (RFC 7009). Tokens follow docs/token-profile.md (RFC 9068).
  */
 #include "app.h"
+#include "clientauth.h"
 #include "form.h"
+#include "grants.h"
+#include "ims.h"
+#include "issue.h"
 #include "wredis.h"
 #include "wcrypto.h"
 
@@ -17,25 +21,6 @@
 #include <string.h>
 #include <strings.h>
 #include <time.h>
-
-static void json_take(struct waf_resp *rs, int status, json_t *j)
-{
-    char *s = j ? json_dumps(j, JSON_COMPACT) : NULL;
-    json_decref(j);
-    if (s == NULL) {
-        waf_resp_static(rs, 500, "text/plain", "out of memory\n");
-        return;
-    }
-    waf_resp_take(rs, status, "application/json", s, strlen(s));
-}
-
-/* RFC 6749 §5.2 error response. */
-static void oauth_error(struct waf_resp *rs, int status, const char *error, const char *desc)
-{
-    json_take(rs, status, json_pack("{s:s, s:s}", "error", error, "error_description", desc));
-    waf_resp_header(rs, "Cache-Control", "no-store");
-    waf_resp_header(rs, "Pragma", "no-cache");
-}
 
 void waf_h_healthz(void *app, const struct waf_req *rq, struct waf_resp *rs)
 {
@@ -59,11 +44,57 @@ void waf_h_readyz(void *app, const struct waf_req *rq, struct waf_resp *rs)
         waf_db_put(a->db, c);
     }
     bool redis_ok = waf_redis_ping(a->redis);
-    json_take(rs, db_ok && redis_ok ? 200 : 503,
-              json_pack("{s:s, s:s, s:s}", "status", db_ok && redis_ok ? "ready" : "not ready",
-                        "database", db_ok ? "ok" : "unreachable", "redis",
-                        redis_ok ? "ok" : "unreachable"));
+    waf_json_take(rs, db_ok && redis_ok ? 200 : 503,
+                  json_pack("{s:s, s:s, s:s}", "status", db_ok && redis_ok ? "ready" : "not ready",
+                            "database", db_ok ? "ok" : "unreachable", "redis",
+                            redis_ok ? "ok" : "unreachable"));
     waf_resp_header(rs, "Cache-Control", "no-store");
+}
+
+struct pool_names {
+    char names[64][64];
+    int n;
+};
+
+static void collect_pool(const struct imspool_pool_info *pool, void *arg)
+{
+    struct pool_names *pn = arg;
+    if (pn->n < 64)
+        snprintf(pn->names[pn->n++], 64, "%s", pool->name);
+}
+
+/* Gauges of the identity pools (the first 64 by name), read from PostgreSQL through
+ * libimspool at scrape time; nothing when the database cannot be reached. */
+static char *pool_gauges(struct waf_app *a)
+{
+    char d[256];
+    struct imspool *p = waf_pools_get(a->pools, d, sizeof(d));
+    if (p == NULL)
+        return NULL;
+    struct pool_names pn = {.n = 0};
+    size_t cap = 512 + 64 * 4 * 120, len = 0;
+    char *out = malloc(cap);
+    if (out && imspool_pool_list(p, collect_pool, &pn, d, sizeof(d)) == IMSPOOL_OK) {
+        len += (size_t)snprintf(out, cap,
+                                "# HELP waf_pool_identities Temporary IMS identities of a pool by "
+                                "state.\n# TYPE waf_pool_identities gauge\n");
+        for (int i = 0; i < pn.n; i++) {
+            struct imspool_stats st;
+            if (imspool_pool_stats(p, pn.names[i], &st, d, sizeof(d)) != IMSPOOL_OK)
+                continue;
+            const char *names[] = {"free", "leased", "quarantined", "disabled"};
+            long v[] = {st.free, st.leased, st.quarantined, st.disabled};
+            for (int k = 0; k < 4; k++)
+                len += (size_t)snprintf(out + len, cap - len,
+                                        "waf_pool_identities{pool=\"%s\",state=\"%s\"} %ld\n",
+                                        pn.names[i], names[k], v[k]);
+        }
+    } else {
+        free(out);
+        out = NULL;
+    }
+    waf_pools_put(a->pools, p);
+    return out;
 }
 
 void waf_h_metrics(void *app, const struct waf_req *rq, struct waf_resp *rs)
@@ -71,6 +102,16 @@ void waf_h_metrics(void *app, const struct waf_req *rq, struct waf_resp *rs)
     (void)rq;
     struct waf_app *a = app;
     char *text = waf_metrics_render(&a->metrics);
+    char *pools = text ? pool_gauges(a) : NULL;
+    if (text && pools) {
+        size_t tl = strlen(text), pl = strlen(pools);
+        char *both = realloc(text, tl + pl + 1);
+        if (both) {
+            memcpy(both + tl, pools, pl + 1);
+            text = both;
+        }
+    }
+    free(pools);
     if (text == NULL) {
         waf_resp_static(rs, 500, "text/plain", "out of memory\n");
         return;
@@ -101,95 +142,24 @@ void waf_h_jwks(void *app, const struct waf_req *rq, struct waf_resp *rs)
     waf_resp_header(rs, "Cache-Control", "public, max-age=300");
 }
 
-/* Appends s to out as a JSON string body (without quotes); false when it does not fit. */
-static bool json_esc(char *out, size_t cap, size_t *len, const char *s)
-{
-    for (; *s; s++) {
-        unsigned char c = (unsigned char)*s;
-        char tmp[8];
-        const char *piece = tmp;
-        if (c == '"' || c == '\\') {
-            tmp[0] = '\\';
-            tmp[1] = (char)c;
-            tmp[2] = '\0';
-        } else if (c < 0x20) {
-            snprintf(tmp, sizeof(tmp), "\\u%04x", c);
-        } else {
-            tmp[0] = (char)c;
-            tmp[1] = '\0';
-        }
-        size_t n = strlen(piece);
-        if (*len + n >= cap)
-            return false;
-        memcpy(out + *len, piece, n);
-        *len += n;
-    }
-    out[*len] = '\0';
-    return true;
-}
-
-/* Appends the formatted text; false when it does not fit. */
-static bool put(char *out, size_t cap, size_t *len, const char *fmt, ...)
-    __attribute__((format(printf, 4, 5)));
-static bool put(char *out, size_t cap, size_t *len, const char *fmt, ...)
-{
-    va_list ap;
-    va_start(ap, fmt);
-    int n = vsnprintf(out + *len, cap - *len, fmt, ap);
-    va_end(ap);
-    if (n < 0 || (size_t)n >= cap - *len)
-        return false;
-    *len += (size_t)n;
-    return true;
-}
-
-/* Client authentication (RFC 6749 §2.3.1): HTTP Basic with form-encoded id and secret, or
- * client_id and client_secret in the body; never both. */
-struct client_auth {
-    char id[129], secret[257];
-    bool basic, present;
-    bool malformed; /* an Authorization header that is not valid Basic credentials */
-};
-
-static bool parse_basic(const char *h, struct client_auth *ca)
-{
-    if (strncasecmp(h, "Basic ", 6) != 0)
-        return false;
-    const char *b = h + 6;
-    size_t n = strlen(b);
-    if (n == 0 || n > 600)
-        return false;
-    /* Standard base64 (RFC 7617). */
-    uint8_t raw[480];
-    int got = EVP_DecodeBlock(raw, (const unsigned char *)b, (int)n);
-    if (got < 0)
-        return false;
-    size_t rl = (size_t)got;
-    while (n && b[n - 1] == '=') { /* EVP_DecodeBlock counts padding as output */
-        rl--;
-        n--;
-    }
-    const uint8_t *colon = memchr(raw, ':', rl);
-    if (colon == NULL)
-        return false;
-    size_t il, sl;
-    if (waf_form_decode((const char *)raw, (size_t)(colon - raw), ca->id, sizeof(ca->id), &il) !=
-            WAF_FORM_OK ||
-        waf_form_decode((const char *)colon + 1, rl - (size_t)(colon - raw) - 1, ca->secret,
-                        sizeof(ca->secret), &sl) != WAF_FORM_OK ||
-        il == 0)
-        return false;
-    ca->basic = ca->present = true;
-    return true;
-}
-
-static const char *const CC_PARAMS[] = {"grant_type", "scope", "client_id", "client_secret", NULL};
-/* Parameters of other grants: a client_credentials request carrying one is malformed. */
-static const char *const OTHER_GRANT_PARAMS[] = {
-    "code",          "redirect_uri",     "code_verifier",
-    "refresh_token", "subject_token",    "subject_token_type",
-    "actor_token",   "actor_token_type", "requested_token_type",
-    "username",      "password",         NULL};
+/* Parameters of the token endpoint (RFC 6749, 7636, 7523, 8693). A request carrying one
+ * that does not belong to its grant is malformed; unknown parameters are ignored (RFC 6749
+ * 3.2). Client authentication parameters belong to every grant. */
+static const char *const KNOWN_PARAMS[] = {"code",
+                                           "redirect_uri",
+                                           "code_verifier",
+                                           "refresh_token",
+                                           "subject_token",
+                                           "subject_token_type",
+                                           "actor_token",
+                                           "actor_token_type",
+                                           "requested_token_type",
+                                           "username",
+                                           "password",
+                                           "audience",
+                                           "resource",
+                                           "scope",
+                                           NULL};
 
 static bool listed(const char *const *list, const char *name)
 {
@@ -199,76 +169,51 @@ static bool listed(const char *const *list, const char *name)
     return false;
 }
 
+bool waf_grant_params_ok(const struct waf_form *f, const char *const *allowed, const char *grant,
+                         struct waf_resp *rs)
+{
+    for (size_t i = 0; i < waf_form_count(f); i++) {
+        const char *n = waf_form_name(f, i);
+        if (listed(KNOWN_PARAMS, n) && !listed(allowed, n)) {
+            char d[200];
+            snprintf(d, sizeof(d), "parameter %s does not belong to the %s grant", n, grant);
+            waf_oauth_error(rs, 400, "invalid_request", d);
+            return false;
+        }
+    }
+    return true;
+}
+
 static void client_credentials(struct waf_app *a, const struct waf_client *c,
                                const struct waf_form *f, struct waf_resp *rs)
 {
-    for (size_t i = 0; i < waf_form_count(f); i++)
-        if (listed(OTHER_GRANT_PARAMS, waf_form_name(f, i)) &&
-            !listed(CC_PARAMS, waf_form_name(f, i))) {
-            char d[200];
-            snprintf(d, sizeof(d), "parameter %s does not belong to the client_credentials grant",
-                     waf_form_name(f, i));
-            oauth_error(rs, 400, "invalid_request", d);
-            return;
-        }
+    static const char *const allowed[] = {"scope", NULL};
+    if (!waf_grant_params_ok(f, allowed, "client_credentials", rs))
+        return;
     if (!(c->grants & WAF_GRANT_CLIENT_CREDENTIALS)) {
-        oauth_error(rs, 400, "unauthorized_client",
-                    "this client may not use the client_credentials grant");
+        waf_oauth_error(rs, 400, "unauthorized_client",
+                        "this client may not use the client_credentials grant");
         return;
     }
     const char *scope = waf_form_get(f, "scope");
     if (scope == NULL)
         scope = c->scopes; /* RFC 6749 §3.3: the client's registered scopes */
     if (!waf_client_scopes_allowed(c, scope)) {
-        oauth_error(rs, 400, "invalid_scope", "a requested scope is not allowed for this client");
+        waf_oauth_error(rs, 400, "invalid_scope",
+                        "a requested scope is not allowed for this client");
         return;
     }
-    uint8_t rnd[16];
-    char jti[32];
-    if (RAND_bytes(rnd, sizeof(rnd)) != 1) {
-        oauth_error(rs, 500, "server_error", "no randomness");
-        return;
-    }
-    waf_b64url_encode(rnd, sizeof(rnd), jti);
-    long lifetime = c->lifetime_s ? c->lifetime_s : a->cfg->token_lifetime_s;
-    long now = (long)time(NULL);
-    char claims[4096];
-    size_t n = 0;
-    bool ok = put(claims, sizeof(claims), &n, "{\"iss\":\"") &&
-              json_esc(claims, sizeof(claims), &n, a->cfg->issuer) &&
-              put(claims, sizeof(claims), &n, "\",\"sub\":\"%s\",\"aud\":\"", c->client_id) &&
-              json_esc(claims, sizeof(claims), &n, c->audience) &&
-              put(claims, sizeof(claims), &n,
-                  "\",\"exp\":%ld,\"iat\":%ld,\"nbf\":%ld,\"jti\":\"%s\",\"client_id\":\"%s\","
-                  "\"scope\":\"",
-                  now + lifetime, now, now, jti, c->client_id) &&
-              json_esc(claims, sizeof(claims), &n, scope) && put(claims, sizeof(claims), &n, "\"}");
     char *token = NULL;
-    if (!ok || waf_keystore_sign(a->keys, claims, n, &token, NULL) != 0) {
-        oauth_error(rs, 500, "server_error", "could not issue the token");
+    struct waf_issued is;
+    if (!waf_mint(a, c, c->client_id, scope, NULL, &token, &is)) {
+        waf_oauth_error(rs, 500, "server_error", "could not issue the token");
         return;
     }
-    size_t cap = strlen(token) + strlen(scope) * 6 + 128, m = 0;
-    char *body = malloc(cap);
-    ok = body &&
-         put(body, cap, &m,
-             "{\"access_token\":\"%s\",\"token_type\":\"Bearer\","
-             "\"expires_in\":%ld,\"scope\":\"",
-             token, lifetime) &&
-         json_esc(body, cap, &m, scope) && put(body, cap, &m, "\"}");
-    free(token);
-    if (!ok) {
-        free(body);
-        oauth_error(rs, 500, "server_error", "out of memory");
-        return;
-    }
-    waf_resp_take(rs, 200, "application/json", body, m);
-    waf_resp_header(rs, "Cache-Control", "no-store");
-    waf_resp_header(rs, "Pragma", "no-cache");
+    waf_token_response(a, token, &is, scope, NULL, NULL, false, rs);
 }
 
 /* Checks the media type and parses the form body; false after answering. */
-static bool read_form(const struct waf_req *rq, struct waf_resp *rs, struct waf_form **f)
+bool waf_read_form(const struct waf_req *rq, struct waf_resp *rs, struct waf_form **f)
 {
     const char *ct = waf_req_header(rq, "Content-Type");
     size_t ctl = ct ? strcspn(ct, ";") : 0;
@@ -276,107 +221,42 @@ static bool read_form(const struct waf_req *rq, struct waf_resp *rs, struct waf_
         ctl--;
     if (ct == NULL || ctl != strlen("application/x-www-form-urlencoded") ||
         strncasecmp(ct, "application/x-www-form-urlencoded", ctl) != 0) {
-        oauth_error(rs, 400, "invalid_request",
-                    "the body must be application/x-www-form-urlencoded");
+        waf_oauth_error(rs, 400, "invalid_request",
+                        "the body must be application/x-www-form-urlencoded");
         return false;
     }
     char d[200];
     if (waf_form_parse(rq->body, rq->body_len, f, d, sizeof(d)) != WAF_FORM_OK) {
-        oauth_error(rs, 400, "invalid_request", d);
+        waf_oauth_error(rs, 400, "invalid_request", d);
         return false;
     }
     return true;
 }
 
-/* Reads the request's Basic credentials once (for the rate limit and authentication). */
-static void read_client_auth(const struct waf_req *rq, struct client_auth *ca)
-{
-    memset(ca, 0, sizeof(*ca));
-    const char *authz = waf_req_header(rq, "Authorization");
-    if (authz && !parse_basic(authz, ca)) {
-        memset(ca, 0, sizeof(*ca));
-        ca->malformed = true;
-    }
-}
-
-/* Authenticates the calling client (RFC 6749 2.3.1: Basic, read into *ca, or the body,
- * never both). On success *out is a referenced client (waf_client_put() it); false after
- * answering. The secret in *ca is wiped either way. */
-static bool authenticate(struct waf_app *a, struct client_auth *ca_in, const struct waf_form *f,
-                         struct waf_resp *rs, const struct waf_client **out)
-{
-    struct client_auth ca = *ca_in;
-    OPENSSL_cleanse(ca_in->secret, sizeof(ca_in->secret));
-    bool ok = false;
-    const char *body_id = waf_form_get(f, "client_id");
-    const char *body_secret = waf_form_get(f, "client_secret");
-    if (ca.malformed) {
-        oauth_error(rs, 401, "invalid_client", "malformed Basic client authentication");
-        waf_resp_header(rs, "WWW-Authenticate", "Basic realm=\"waf\"");
-        goto out;
-    }
-    if (ca.present && body_secret) {
-        oauth_error(rs, 400, "invalid_request",
-                    "more than one client authentication method (RFC 6749 2.3)");
-        goto out;
-    }
-    if (ca.present && body_id && strcmp(body_id, ca.id) != 0) {
-        oauth_error(rs, 400, "invalid_request", "client_id differs from the authenticated client");
-        goto out;
-    }
-    if (!ca.present && body_id && body_secret) {
-        if (strlen(body_id) >= sizeof(ca.id) || strlen(body_secret) >= sizeof(ca.secret)) {
-            oauth_error(rs, 401, "invalid_client", "client authentication failed");
-            goto out;
-        }
-        snprintf(ca.id, sizeof(ca.id), "%s", body_id);
-        snprintf(ca.secret, sizeof(ca.secret), "%s", body_secret);
-        ca.present = true;
-    }
-    if (!ca.present) {
-        oauth_error(rs, 401, "invalid_client", "client authentication is required");
-        waf_resp_header(rs, "WWW-Authenticate", "Basic realm=\"waf\"");
-        goto out;
-    }
-    enum waf_client_result cr = waf_clients_authenticate(a->clients, ca.id, ca.secret, out);
-    if (cr == WAF_CLIENT_UNAVAILABLE) {
-        oauth_error(rs, 503, "temporarily_unavailable", "the client registry is unavailable");
-        waf_resp_header(rs, "Retry-After", "5");
-    } else if (cr != WAF_CLIENT_OK) {
-        oauth_error(rs, 401, "invalid_client", "client authentication failed");
-        if (ca.basic)
-            waf_resp_header(rs, "WWW-Authenticate", "Basic realm=\"waf\"");
-    } else {
-        ok = true;
-    }
-out:
-    OPENSSL_cleanse(ca.secret, sizeof(ca.secret));
-    return ok;
-}
-
 /*
  * Token requests per client and minute (rate.token_per_minute), counted in Redis under
- * the client_id the request claims (Basic or body), authenticated or not, so that secret
- * guessing is limited too; requests naming no client count under the caller's IP. While
- * Redis is unreachable requests are not limited (fail open: issuance goes on, /readyz
- * reports the outage). false after answering 429.
+ * the client_id the request claims (Basic, body or client assertion), authenticated or
+ * not, so that secret guessing is limited too; requests naming no client count under the
+ * caller's IP. While Redis is unreachable requests are not limited (fail open: issuance
+ * goes on, /readyz reports the outage). false after answering 429.
  */
-static bool rate_ok(struct waf_app *a, const struct waf_req *rq, const struct client_auth *ca,
-                    const struct waf_form *f, struct waf_resp *rs)
+static bool rate_ok(struct waf_app *a, const struct waf_req *rq, const struct waf_form *f,
+                    struct waf_resp *rs)
 {
-    const char *id = ca->basic ? ca->id : waf_form_get(f, "client_id");
+    char id[129];
+    bool named = waf_claimed_client(rq, f, id);
     char key[400];
     /* Keyed by issuer too: deployments sharing a Redis keep their own limits. */
     snprintf(key, sizeof(key), "waf:rl:%.200s:token:%s:%.128s", a->cfg->issuer,
-             id ? "client" : "ip", id ? id : rq->client_ip);
+             named ? "client" : "ip", named ? id : rq->client_ip);
     long retry = 0;
     if (waf_redis_hit(a->redis, key, a->cfg->rate_token_per_min, 60, &retry) != 0)
         return true;
     char ra[24];
     snprintf(ra, sizeof(ra), "%ld", retry > 0 ? retry : 1);
-    json_take(rs, 429,
-              json_pack("{s:s, s:s}", "error", "slow_down", "error_description",
-                        "too many token requests for this client; retry later"));
+    waf_json_take(rs, 429,
+                  json_pack("{s:s, s:s}", "error", "slow_down", "error_description",
+                            "too many token requests for this client; retry later"));
     waf_resp_header(rs, "Retry-After", ra);
     waf_resp_header(rs, "Cache-Control", "no-store");
     return false;
@@ -386,21 +266,31 @@ void waf_h_token(void *app, const struct waf_req *rq, struct waf_resp *rs)
 {
     struct waf_app *a = app;
     struct waf_form *f = NULL;
-    if (!read_form(rq, rs, &f))
+    if (!waf_read_form(rq, rs, &f))
         return;
     const char *grant = waf_form_get(f, "grant_type");
     const struct waf_client *c = NULL;
-    struct client_auth ca;
-    read_client_auth(rq, &ca);
-    if (rate_ok(a, rq, &ca, f, rs)) {
-        if (grant == NULL)
-            oauth_error(rs, 400, "invalid_request", "grant_type is required");
-        else if (strcmp(grant, "client_credentials") != 0)
-            oauth_error(rs, 400, "unsupported_grant_type", "this grant type is not supported");
-        else if (authenticate(a, &ca, f, rs, &c))
+    char url[1100];
+    snprintf(url, sizeof(url), "%s/token", a->cfg->issuer);
+    bool code = grant && strcmp(grant, "authorization_code") == 0;
+    bool refresh = grant && strcmp(grant, "refresh_token") == 0;
+    if (!rate_ok(a, rq, f, rs))
+        ;
+    else if (grant == NULL)
+        waf_oauth_error(rs, 400, "invalid_request", "grant_type is required");
+    else if (strcmp(grant, "client_credentials") != 0 &&
+             strcmp(grant, WAF_GRANT_EXCHANGE_URN) != 0 && !code && !refresh)
+        waf_oauth_error(rs, 400, "unsupported_grant_type", "this grant type is not supported");
+    else if (waf_client_authenticate(a, rq, f, url, code || refresh, rs, &c)) {
+        if (code)
+            waf_grant_authorization_code(a, c, f, rs);
+        else if (refresh)
+            waf_grant_refresh_token(a, c, f, rs);
+        else if (strcmp(grant, "client_credentials") == 0)
             client_credentials(a, c, f, rs);
+        else
+            waf_grant_token_exchange(a, c, f, rs);
     }
-    OPENSSL_cleanse(ca.secret, sizeof(ca.secret));
     waf_client_put(a->clients, c);
     waf_form_free(f);
 }
@@ -449,19 +339,19 @@ static int is_revoked(struct waf_app *a, const char *jti)
  * parameter and what this WAF knows of the token (*claims NULL: not one of its tokens, or
  * expired). false after answering. The caller frees *f, *caller and *claims either way.
  */
-static bool about_token(struct waf_app *a, const struct waf_req *rq, struct waf_resp *rs,
-                        struct waf_form **f, const struct waf_client **caller, json_t **claims,
-                        int64_t *exp)
+static bool about_token(struct waf_app *a, const struct waf_req *rq, bool public_ok,
+                        struct waf_resp *rs, struct waf_form **f, const struct waf_client **caller,
+                        json_t **claims, int64_t *exp)
 {
-    if (!read_form(rq, rs, f))
+    if (!waf_read_form(rq, rs, f))
         return false;
-    struct client_auth ca;
-    read_client_auth(rq, &ca);
-    if (!authenticate(a, &ca, *f, rs, caller))
+    char url[1100];
+    snprintf(url, sizeof(url), "%s%s", a->cfg->issuer, rq->path);
+    if (!waf_client_authenticate(a, rq, *f, url, public_ok, rs, caller))
         return false;
     const char *token = waf_form_get(*f, "token");
     if (token == NULL) {
-        oauth_error(rs, 400, "invalid_request", "token is required");
+        waf_oauth_error(rs, 400, "invalid_request", "token is required");
         return false;
     }
     *claims = our_token(a, token, exp);
@@ -487,7 +377,7 @@ void waf_h_introspect(void *app, const struct waf_req *rq, struct waf_resp *rs)
     const struct waf_client *caller = NULL;
     json_t *claims = NULL;
     int64_t exp = 0;
-    if (!about_token(a, rq, rs, &f, &caller, &claims, &exp))
+    if (!about_token(a, rq, false, rs, &f, &caller, &claims, &exp))
         goto out;
     if (claims == NULL) {
         inactive(rs);
@@ -495,7 +385,7 @@ void waf_h_introspect(void *app, const struct waf_req *rq, struct waf_resp *rs)
     }
     int rv = is_revoked(a, json_string_value(json_object_get(claims, "jti")));
     if (rv < 0) {
-        oauth_error(rs, 503, "temporarily_unavailable", "revocations cannot be checked");
+        waf_oauth_error(rs, 503, "temporarily_unavailable", "revocations cannot be checked");
         waf_resp_header(rs, "Retry-After", "5");
         goto out;
     }
@@ -505,7 +395,7 @@ void waf_h_introspect(void *app, const struct waf_req *rq, struct waf_resp *rs)
     }
     json_object_set_new(claims, "active", json_true());
     json_object_set_new(claims, "token_type", json_string("Bearer"));
-    json_take(rs, 200, json_incref(claims));
+    waf_json_take(rs, 200, json_incref(claims));
     waf_resp_header(rs, "Cache-Control", "no-store");
 out:
     json_decref(claims);
@@ -513,8 +403,9 @@ out:
     waf_form_free(f);
 }
 
-/* RFC 7009: the client that got the token (or an admin client) revokes it; invalid and
- * expired tokens are answered 200 as the RFC asks. The revocation is recorded in
+/* RFC 7009: the client that got the token (or an admin client) revokes it (public clients
+ * name themselves with client_id); invalid and expired tokens are answered 200 as the RFC
+ * asks. A refresh token revokes its whole family. The revocation is recorded in
  * revoked_tokens and added, before the answer, to the Redis set the P-CSCFs read. */
 void waf_h_revoke(void *app, const struct waf_req *rq, struct waf_resp *rs)
 {
@@ -523,16 +414,22 @@ void waf_h_revoke(void *app, const struct waf_req *rq, struct waf_resp *rs)
     const struct waf_client *caller = NULL;
     json_t *claims = NULL;
     int64_t exp = 0;
-    if (!about_token(a, rq, rs, &f, &caller, &claims, &exp))
+    if (!about_token(a, rq, true, rs, &f, &caller, &claims, &exp))
         goto out;
     if (claims == NULL) {
-        waf_resp_static(rs, 200, "application/json", "{}");
+        /* Not one of our live access tokens: maybe a refresh token (RFC 7009 2.1). */
+        if (waf_revoke_refresh(a, caller, waf_form_get(f, "token")) < 0) {
+            waf_oauth_error(rs, 503, "temporarily_unavailable", "the revocation failed; try again");
+            waf_resp_header(rs, "Retry-After", "1");
+        } else {
+            waf_resp_static(rs, 200, "application/json", "{}");
+        }
         goto out;
     }
     const char *owner = json_string_value(json_object_get(claims, "client_id"));
     if ((owner == NULL || strcmp(owner, caller->client_id) != 0) &&
         !waf_client_scopes_allowed(caller, "admin")) {
-        oauth_error(rs, 400, "unauthorized_client", "the token was issued to another client");
+        waf_oauth_error(rs, 400, "unauthorized_client", "the token was issued to another client");
         goto out;
     }
     const char *jti = json_string_value(json_object_get(claims, "jti"));
@@ -551,12 +448,20 @@ void waf_h_revoke(void *app, const struct waf_req *rq, struct waf_resp *rs)
     waf_db_put(a->db, c);
     if (res == NULL || !waf_redis_revoke(a->redis, a->cfg->revoked_key, jti, exp)) {
         PQclear(res);
-        oauth_error(rs, 503, "temporarily_unavailable",
-                    "the revocation could not be recorded everywhere; try again");
+        waf_oauth_error(rs, 503, "temporarily_unavailable",
+                        "the revocation could not be recorded everywhere; try again");
         waf_resp_header(rs, "Retry-After", "1");
         goto out;
     }
     PQclear(res);
+    /* A pooled identity goes back to its pool with its token (TS 24.371 6.2.3). */
+    const char *lease = json_string_value(json_object_get(claims, "pool_lease"));
+    if (lease && waf_ims_release(a, lease, "revoked") != 0) {
+        waf_oauth_error(rs, 503, "temporarily_unavailable",
+                        "the token's pool lease could not be released; try again");
+        waf_resp_header(rs, "Retry-After", "1");
+        goto out;
+    }
     waf_resp_static(rs, 200, "application/json", "{}");
 out:
     json_decref(claims);

@@ -5,6 +5,7 @@
 
 #include <hiredis/hiredis.h>
 #include <pthread.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -12,11 +13,20 @@
 
 #define LEEWAY_S 60 /* verifiers' clock leeway (30 s) with margin */
 
+/* Allowance taken from Redis in advance for one rate-limit key and window, spent locally
+ * (see waf_redis_hit). */
+#define QUOTA_SLOTS 1024
+struct quota {
+    char key[400];
+    long window, left;
+};
+
 struct waf_redis {
     pthread_mutex_t lock;
     struct ims_redis_url url;
     bool url_ok;
     redisContext *c;
+    struct quota quota[QUOTA_SLOTS]; /* under lock */
 };
 
 struct waf_redis *waf_redis_new(const char *url)
@@ -154,15 +164,31 @@ int waf_redis_hit(struct waf_redis *r, const char *key, long limit, long window_
 {
     long now = (long)time(NULL);
     long window = now / window_s;
-    char k[400], ttl[24];
+    /* Large limits are counted in chunks: one INCRBY reserves `chunk` requests for this
+       process, spent without a round trip. Reserved but unspent requests count against the
+       limit, so several instances together never exceed it; they may refuse up to
+       chunk - 1 requests per instance early, 0.5 % of the limit. Small limits (below 200
+       a window, e.g. logins) are counted one by one. */
+    long chunk = limit >= 200 ? limit / 200 : 1;
+    uint64_t h = 1469598103934665603ull;
+    for (const unsigned char *p = (const unsigned char *)key; *p; p++)
+        h = (h ^ *p) * 1099511628211ull;
+    struct quota *q = &r->quota[h % QUOTA_SLOTS];
+    char k[400], ttl[24], by[24];
     snprintf(k, sizeof(k), "%s:%ld", key, window);
     snprintf(ttl, sizeof(ttl), "%ld", window_s + 1);
+    snprintf(by, sizeof(by), "%ld", chunk);
     pthread_mutex_lock(&r->lock);
+    if (q->window == window && q->left > 0 && strcmp(q->key, k) == 0) {
+        q->left--;
+        pthread_mutex_unlock(&r->lock);
+        return 1;
+    }
     long long count = -1;
     if (conn(r)) {
-        const char *incr[] = {"INCR", k};
+        const char *incr[] = {"INCRBY", k, by};
         const char *exp[] = {"EXPIRE", k, ttl, "NX"};
-        redisAppendCommandArgv(r->c, 2, incr, NULL);
+        redisAppendCommandArgv(r->c, 3, incr, NULL);
         redisAppendCommandArgv(r->c, 4, exp, NULL);
         redisReply *a = NULL, *b = NULL;
         if (redisGetReply(r->c, (void **)&a) == REDIS_OK && a &&
@@ -175,12 +201,20 @@ int waf_redis_hit(struct waf_redis *r, const char *key, long limit, long window_
         freeReplyObject(a);
         freeReplyObject(b);
     }
-    pthread_mutex_unlock(&r->lock);
-    if (count < 0)
-        return -1;
-    if (count > limit) {
-        *retry_after_s = (window + 1) * window_s - now;
-        return 0;
+    int rc = -1;
+    if (count >= 0) {
+        long long before = count - chunk; /* requests counted before this reservation */
+        if (before >= limit) {
+            *retry_after_s = (window + 1) * window_s - now;
+            rc = 0;
+        } else {
+            long long granted = count <= limit ? chunk : limit - before;
+            snprintf(q->key, sizeof(q->key), "%s", k);
+            q->window = window;
+            q->left = (long)granted - 1; /* this request takes one */
+            rc = 1;
+        }
     }
-    return 1;
+    pthread_mutex_unlock(&r->lock);
+    return rc;
 }

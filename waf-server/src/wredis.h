@@ -22,8 +22,10 @@ void waf_redis_free(struct waf_redis *r); /* accepts NULL */
 bool waf_redis_revoke(struct waf_redis *r, const char *set_key, const char *jti, int64_t exp);
 
 /*
- * Counts one hit on key in the current fixed window of window_s seconds (INCR of
- * key:<window number>, expiring with the window). Returns 1 when the hit is within limit,
+ * Counts one hit on key in the current fixed window of window_s seconds (INCRBY of
+ * key:<window number>, expiring with the window; limits of 200 or more are reserved from
+ * Redis in chunks of limit/200 and spent locally, so most hits cost no round trip and the
+ * instances together still stay within limit). Returns 1 when the hit is within limit,
  * 0 when over it (*retry_after_s: seconds until the window ends), -1 when Redis cannot be
  * reached (the caller decides; waf-server lets the request through).
  */
