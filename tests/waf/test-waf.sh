@@ -16,7 +16,7 @@ db="waf_it_$$"
 tmp=$(mktemp -d)
 pid=
 cleanup() {
-    for p in $pid ${pid2:-} ${pid3:-} ${pid4:-}; do kill "$p" 2>/dev/null && wait "$p" 2>/dev/null; done
+    for p in $pid ${pid2:-} ${pid3:-} ${pid4:-} ${pid5:-}; do kill "$p" 2>/dev/null && wait "$p" 2>/dev/null; done
     true
     psql "$DATABASE_URL" -qc "DROP DATABASE IF EXISTS $db WITH (FORCE)" >/dev/null 2>&1 || true
     redis-cli -u "$REDIS_URL" DEL "$db:revoked" "$db:revoked:exp" >/dev/null 2>&1 || true
@@ -209,11 +209,13 @@ wait "$pid4" || fail "instance B exit status"
 [ -n "$code" ] && [[ $red_b == *'"impi":"carol@home1.net"'* ]] \
     || fail "a code of instance A is not redeemed at B: $loc $red_b"
 
-# A third instance with a limit of 3 token requests per client and minute.
+# A third instance with a limit of 3 token requests per client, 5 per IP and 2 logins per
+# IP a minute.
 p3=$(free_port)
 a3=$(free_port)
 WAF_PUBLIC_LISTEN="127.0.0.1:$p3" WAF_ADMIN_LISTEN="127.0.0.1:$a3" WAF_ISSUER="http://127.0.0.1:$p3" \
-    WAF_RATE_TOKEN_PER_MINUTE=3 WAF_RATE_LOGIN_PER_MINUTE=2 "$bin" >"$tmp/waf3.log" 2>&1 &
+    WAF_RATE_TOKEN_PER_MINUTE=3 WAF_RATE_TOKEN_PER_IP_PER_MINUTE=5 WAF_RATE_LOGIN_PER_MINUTE=2 \
+    "$bin" >"$tmp/waf3.log" 2>&1 &
 pid3=$!
 for _ in $(seq 1 100); do
     curl -fsS "http://127.0.0.1:$p3/healthz" >/dev/null 2>&1 && break
@@ -225,6 +227,9 @@ for _ in 1 2 3 4; do
         -d grant_type=client_credentials "http://127.0.0.1:$p3/token")"
 done
 other=$(curl -s -o /dev/null -w '%{http_code}' -u "admin:$admin_secret" \
+    -d grant_type=client_credentials "http://127.0.0.1:$p3/token")
+# The sixth token request from this IP exceeds the per-IP limit (5), whatever the client.
+ipcode=$(curl -s -o /dev/null -w '%{http_code}' -u "admin:$admin_secret" \
     -d grant_type=client_credentials "http://127.0.0.1:$p3/token")
 # Login attempts per IP (2 a minute here): the third gets 429 with Retry-After.
 q='response_type=code&client_id=wic&redirect_uri=https%3A%2F%2Fwwsf.home1.net%2Fcb&scope=ims&code_challenge_method=S256&code_challenge=E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM'
@@ -239,8 +244,37 @@ wait "$pid3" || fail "third instance exit status"
 grep -qi '^retry-after: [1-9]' "$tmp/rl.h" && grep -q '"error":"slow_down"' "$tmp/rl.json" \
     || fail "429 without Retry-After or error: $(cat "$tmp/rl.h" "$tmp/rl.json")"
 [ "$other" = 200 ] || fail "another client limited too: $other"
+[ "$ipcode" = 429 ] || fail "per-IP token limit: $ipcode"
 [ "$lcodes" = " 400 400 429" ] && grep -qi '^retry-after: [1-9]' "$tmp/login.h" \
     || fail "login rate limit: $lcodes"
+
+# A fifth instance on HTTPS (the only way off loopback): TLS 1.2 and 1.3 only, no plain
+# HTTP on its port, tokens over TLS.
+openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 1 -subj /CN=127.0.0.1 \
+    -addext subjectAltName=IP:127.0.0.1 -keyout "$tmp/tls.key" -out "$tmp/tls.crt" 2>/dev/null
+WAF_PUBLIC_LISTEN=0.0.0.0:1 WAF_PUBLIC_TLS_CERT="$tmp/tls.crt" WAF_PUBLIC_TLS_KEY="$tmp/tls.key" \
+    "$bin" --check-config >/dev/null || fail "HTTPS off loopback refused by --check-config"
+p5=$(free_port)
+a5=$(free_port)
+WAF_PUBLIC_LISTEN="127.0.0.1:$p5" WAF_ADMIN_LISTEN="127.0.0.1:$a5" WAF_ISSUER="https://127.0.0.1:$p5" \
+    WAF_PUBLIC_TLS_CERT="$tmp/tls.crt" WAF_PUBLIC_TLS_KEY="$tmp/tls.key" "$bin" >"$tmp/waf5.log" 2>&1 &
+pid5=$!
+for _ in $(seq 1 100); do
+    curl -fsS --cacert "$tmp/tls.crt" "https://127.0.0.1:$p5/healthz" >/dev/null 2>&1 && break
+    sleep 0.1
+done
+tls_tok=$(curl -s --cacert "$tmp/tls.crt" -u "svc:$svc_secret" -d grant_type=client_credentials \
+    "https://127.0.0.1:$p5/token")
+plain=$(curl -s -m 5 -o /dev/null -w '%{http_code}' "http://127.0.0.1:$p5/healthz" || true)
+v12=$(openssl s_client -connect "127.0.0.1:$p5" -tls1_2 </dev/null 2>&1 | grep -c '^New, TLSv1.2, Cipher is [A-Z]' || true)
+v13=$(openssl s_client -connect "127.0.0.1:$p5" -tls1_3 </dev/null 2>&1 | grep -c '^New, TLSv1.3, Cipher is [A-Z]' || true)
+v11=$(openssl s_client -connect "127.0.0.1:$p5" -tls1_1 -cipher 'DEFAULT:@SECLEVEL=0' </dev/null 2>&1 |
+    grep -c '^New, TLSv1.1, Cipher is [A-Z]' || true)
+kill -TERM "$pid5"
+wait "$pid5" || fail "TLS instance exit status"
+[[ $tls_tok == *'"access_token":"ey'* ]] || fail "no token over TLS: $tls_tok"
+[ "$plain" != 200 ] || fail "plain HTTP answered on the TLS port"
+[ "$v12" -ge 1 ] && [ "$v13" -ge 1 ] && [ "$v11" = 0 ] || fail "TLS versions: 1.2=$v12 1.3=$v13 1.1=$v11"
 
 kill -TERM "$pid"
 set +e
@@ -249,4 +283,4 @@ set -e
 pid=
 [ $rc -eq 0 ] || fail "waf-server exit status $rc after SIGTERM"
 [ "$(psql "$url" -Atc "SELECT count(*) FROM revoked_tokens")" -ge 1 ] || fail "no revocation recorded"
-echo "waf-server: start-up, metadata, JWKS, client_credentials, introspection, revocation, readiness, metrics, rate limits, two instances, shutdown: ok"
+echo "waf-server: start-up, metadata, JWKS, every grant, IMS identities and pools, browser flow, introspection, revocation, readiness, metrics, rate limits, two instances, TLS, shutdown: ok"

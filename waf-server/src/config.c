@@ -88,6 +88,8 @@ static const struct key keys[] = {
      "its secret (at least 32 characters); unset: no admin client is created"},
     {"rate.token_per_minute", T_INT, S(rate_token_per_min), "6000", true, false, 1, 100000000,
      "token requests per client and minute; more get 429"},
+    {"rate.token_per_ip_per_minute", T_INT, S(rate_token_per_ip_min), "60000", true, false, 1,
+     100000000, "token requests per client IP address and minute; more get 429"},
     {"rate.login_per_minute", T_INT, S(rate_login_per_min), "30", true, false, 1, 100000000,
      "login attempts per client IP and minute; more get 429"},
     {"log.level", T_STR, S(log_level), "info", true, false, 0, 0, "error, warning, info or debug"},

@@ -36,12 +36,13 @@ struct waf_config {
     long threads;                  /* HTTP worker threads per listener */
     long max_body;                 /* bytes; larger bodies get 413 */
     long connection_limit, per_ip_connection_limit, connection_timeout_s;
-    char *admin_client_id;     /* first admin client, created on first start */
-    char *admin_client_secret; /* its secret (>= 32 characters); NULL: none created */
-    long rate_token_per_min;   /* per client */
-    long rate_login_per_min;   /* per IP */
-    char *log_level;           /* error | warning | info | debug */
-    unsigned char source_[48]; /* private: where each key's value came from */
+    char *admin_client_id;      /* first admin client, created on first start */
+    char *admin_client_secret;  /* its secret (>= 32 characters); NULL: none created */
+    long rate_token_per_min;    /* per client */
+    long rate_token_per_ip_min; /* per client IP */
+    long rate_login_per_min;    /* per IP */
+    char *log_level;            /* error | warning | info | debug */
+    unsigned char source_[48];  /* private: where each key's value came from */
 };
 
 enum waf_config_result {

@@ -233,33 +233,44 @@ bool waf_read_form(const struct waf_req *rq, struct waf_resp *rs, struct waf_for
     return true;
 }
 
+/* 429 slow_down with Retry-After. */
+static void slow_down(struct waf_resp *rs, long retry, const char *desc)
+{
+    char ra[24];
+    snprintf(ra, sizeof(ra), "%ld", retry > 0 ? retry : 1);
+    waf_json_take(rs, 429,
+                  json_pack("{s:s, s:s}", "error", "slow_down", "error_description", desc));
+    waf_resp_header(rs, "Retry-After", ra);
+    waf_resp_header(rs, "Cache-Control", "no-store");
+}
+
 /*
- * Token requests per client and minute (rate.token_per_minute), counted in Redis under
- * the client_id the request claims (Basic, body or client assertion), authenticated or
- * not, so that secret guessing is limited too; requests naming no client count under the
- * caller's IP. While Redis is unreachable requests are not limited (fail open: issuance
- * goes on, /readyz reports the outage). false after answering 429.
+ * Token requests per client IP and minute (rate.token_per_ip_per_minute), then per client
+ * (rate.token_per_minute), counted in Redis under the client_id the request claims
+ * (Basic, body or client assertion), authenticated or not, so that secret guessing is
+ * limited too. Keys carry the issuer: deployments sharing a Redis keep their own limits.
+ * While Redis is unreachable requests are not limited (fail open: issuance goes on,
+ * /readyz reports the outage). false after answering 429.
  */
 static bool rate_ok(struct waf_app *a, const struct waf_req *rq, const struct waf_form *f,
                     struct waf_resp *rs)
 {
-    char id[129];
-    bool named = waf_claimed_client(rq, f, id);
     char key[400];
-    /* Keyed by issuer too: deployments sharing a Redis keep their own limits. */
-    snprintf(key, sizeof(key), "waf:rl:%.200s:token:%s:%.128s", a->cfg->issuer,
-             named ? "client" : "ip", named ? id : rq->client_ip);
     long retry = 0;
-    if (waf_redis_hit(a->redis, key, a->cfg->rate_token_per_min, 60, &retry) != 0)
+    snprintf(key, sizeof(key), "waf:rl:%.200s:token:ip:%.64s", a->cfg->issuer, rq->client_ip);
+    if (waf_redis_hit(a->redis, key, a->cfg->rate_token_per_ip_min, 60, &retry) == 0) {
+        slow_down(rs, retry, "too many token requests from this address; retry later");
+        return false;
+    }
+    char id[129];
+    if (!waf_claimed_client(rq, f, id))
         return true;
-    char ra[24];
-    snprintf(ra, sizeof(ra), "%ld", retry > 0 ? retry : 1);
-    waf_json_take(rs, 429,
-                  json_pack("{s:s, s:s}", "error", "slow_down", "error_description",
-                            "too many token requests for this client; retry later"));
-    waf_resp_header(rs, "Retry-After", ra);
-    waf_resp_header(rs, "Cache-Control", "no-store");
-    return false;
+    snprintf(key, sizeof(key), "waf:rl:%.200s:token:client:%.128s", a->cfg->issuer, id);
+    if (waf_redis_hit(a->redis, key, a->cfg->rate_token_per_min, 60, &retry) == 0) {
+        slow_down(rs, retry, "too many token requests for this client; retry later");
+        return false;
+    }
+    return true;
 }
 
 void waf_h_token(void *app, const struct waf_req *rq, struct waf_resp *rs)
