@@ -86,6 +86,14 @@ test('discovery through RFC 8414 metadata', () => {
   assert.equal(m.authorization_response_iss_parameter_supported, true);
 });
 
+test('client_credentials through openid-client', async () => {
+  const t = await oidc.clientCredentialsGrant(svc, { scope: 'ims.lease' });
+  assert.equal(t.scope, 'ims.lease');
+  const { payload } = await jwtVerify(t.access_token, jwks, { issuer: base, audience: 'epcscf.home1.net', typ: 'at+jwt' });
+  assert.equal(payload.client_id, 'svc');
+  await assert.rejects(oidc.clientCredentialsGrant(svc, { scope: 'admin' }), (e) => e.error === 'invalid_scope');
+});
+
 test('authorization code + PKCE in Chromium, then refresh rotation and reuse detection', async () => {
   const { callback, verifier, state } = await browserLogin(wic, 'carol', 'pw-of-carol');
   assert.ok(callback, 'redirected back to the client');
@@ -268,4 +276,54 @@ test('code redemption errors: PKCE mismatch and wrong client write nothing; expi
   x = await redeem({ code: code2, code_verifier: verifier });
   assert.equal(x.json.error, 'invalid_grant');
   assert.match(x.json.error_description, /expired/);
+});
+
+test('SQL metacharacters in every token-endpoint and authorize field: an error, nothing written', async () => {
+  const snapshot = () => sql(`SELECT (SELECT count(*) FROM authorization_codes) || '/' || (SELECT count(*) FROM refresh_tokens)
+    || '/' || (SELECT count(*) FROM leases) || '/' || (SELECT count(*) FROM revoked_tokens) || '/' ||
+    (SELECT count(*) FROM consumed_assertions) || '/' || (SELECT count(*) FROM web_identities) || '/' ||
+    (SELECT md5(string_agg(client_id || secret_mac::text, ',' ORDER BY client_id)) FROM oauth_clients WHERE secret_mac IS NOT NULL)`);
+  const before = snapshot();
+  const evil = ["x' OR '1'='1", "'; DROP TABLE leases; --", 'x" OR ""="', "\\'; SELECT pg_sleep(5); --", '$1', "%27%3B--"];
+  const grants = {
+    authorization_code: { client_id: 'wic', code: 'c', code_verifier: 'v'.repeat(43), redirect_uri: REDIRECT },
+    refresh_token: { client_id: 'wic', refresh_token: 'r' },
+    client_credentials: { client_id: 'svc', client_secret: svcSecret, scope: 'ims.lease' },
+    'urn:ietf:params:oauth:grant-type:token-exchange': { client_id: 'svc', client_secret: svcSecret,
+      subject_token: 's'.repeat(20), subject_token_type: 'urn:webrtc-ims:params:oauth:token-type:anonymous-session' },
+  };
+  let n = 0;
+  for (const [grant, params] of Object.entries(grants)) {
+    for (const field of ['grant_type', ...Object.keys(params)]) {
+      for (const v of evil) {
+        const body = new URLSearchParams({ grant_type: grant, ...params, [field]: v });
+        const r = await fetch(`${base}/token`, { method: 'POST', headers: { 'content-type': form }, body });
+        const j = await r.json();
+        assert.ok(r.status >= 400 && r.status < 500, `${grant} ${field}=${v}: ${r.status} ${JSON.stringify(j)}`);
+        assert.match(j.error, /^(invalid_request|invalid_client|invalid_grant|invalid_scope|unauthorized_client|unsupported_grant_type|invalid_target)$/);
+        n++;
+      }
+    }
+  }
+  for (const field of ['response_type', 'client_id', 'redirect_uri', 'scope', 'code_challenge', 'code_challenge_method']) {
+    for (const v of evil) {
+      const q = new URLSearchParams({ response_type: 'code', client_id: 'wic', redirect_uri: REDIRECT, scope: 'ims',
+        code_challenge: 'E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM', code_challenge_method: 'S256', [field]: v });
+      const r = await fetch(`${base}/authorize?${q}`, { redirect: 'manual' });
+      assert.ok(r.status === 400 || (r.status === 303 && /[?&]error=/.test(r.headers.get('location'))),
+        `authorize ${field}=${v}: ${r.status} ${r.headers.get('location')}`);
+      n++;
+    }
+  }
+  for (const path of ['/introspect', '/revoke']) {
+    for (const v of evil) {
+      const r = await fetch(`${base}${path}`, { method: 'POST', headers: { 'content-type': form },
+        body: new URLSearchParams({ client_id: 'svc', client_secret: svcSecret, token: v }) });
+      assert.equal(r.status, 200);
+      if (path === '/introspect') assert.deepEqual(await r.json(), { active: false });
+      n++;
+    }
+  }
+  assert.equal(n, 150, "every field of every grant was tried");
+  assert.equal(snapshot(), before, 'nothing was written');
 });

@@ -94,6 +94,13 @@ void admin_no_content(struct admin_ctx *x)
     waf_resp_static(x->rs, 204, NULL, "");
 }
 
+void admin_location(struct admin_ctx *x, const char *collection, const char *id)
+{
+    char loc[256];
+    snprintf(loc, sizeof(loc), "/admin/v1/%s/%s", collection, id);
+    waf_resp_header(x->rs, "Location", loc);
+}
+
 /* ---- paging ---- */
 
 long admin_limit(const struct admin_ctx *x)
@@ -125,6 +132,17 @@ bool admin_cursor_get(struct admin_ctx *x, char *out, size_t len)
     if (!ok)
         admin_invalid(x, "cursor", "is not a cursor from a previous page");
     return ok;
+}
+
+bool admin_cursor_id(struct admin_ctx *x, char *out, size_t len)
+{
+    if (!admin_cursor_get(x, out, len))
+        return false;
+    if (out[0] && (strspn(out, "0123456789") != strlen(out) || strlen(out) > 18)) {
+        admin_invalid(x, "cursor", "is not a cursor from a previous page");
+        return false;
+    }
+    return true;
 }
 
 json_t *admin_page(json_t *rows, long limit)
@@ -259,19 +277,6 @@ static void unauthorized(struct admin_ctx *x, const char *error, const char *des
     waf_resp_header(x->rs, "WWW-Authenticate", h);
 }
 
-static bool has_scope(const char *scopes, const char *want)
-{
-    size_t n = strlen(want);
-    for (const char *p = scopes; *p;) {
-        p += strspn(p, " ");
-        size_t m = strcspn(p, " ");
-        if (m == n && strncmp(p, want, n) == 0)
-            return true;
-        p += m;
-    }
-    return false;
-}
-
 static bool aud_names(const json_t *aud, const char *issuer)
 {
     if (json_is_string(aud))
@@ -337,7 +342,7 @@ static bool authenticate(struct admin_ctx *x)
         unauthorized(x, "invalid_token", why);
         return false;
     }
-    if (scope == NULL || !has_scope(scope, "admin")) {
+    if (scope == NULL || !waf_scope_has(scope, "admin")) {
         json_decref(cl);
         admin_problem(x, AP_INSUFFICIENT, NULL, "the access token lacks the scope admin");
         waf_resp_header(x->rs, "WWW-Authenticate",

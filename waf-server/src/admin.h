@@ -148,6 +148,8 @@ void admin_invalid(struct admin_ctx *x, const char *field, const char *fmt, ...)
 void admin_json(struct admin_ctx *x, int status, json_t *j);
 /* 204 No Content. */
 void admin_no_content(struct admin_ctx *x);
+/* Sets the Location header of a created resource: /admin/v1/<collection>/<id>. */
+void admin_location(struct admin_ctx *x, const char *collection, const char *id);
 
 /* Query parameters of every listing: an opaque cursor (base64url of the sort key of the
  * last item of the previous page) and a page size (1..200, default 50). */
@@ -162,6 +164,9 @@ long admin_limit(const struct admin_ctx *x);
 /* Decodes the "cursor" query parameter into out (at most len - 1 bytes; "" when absent).
  * false after answering 422 for a cursor that is not one of ours. */
 bool admin_cursor_get(struct admin_ctx *x, char *out, size_t len);
+/* admin_cursor_get for a cursor that is a decimal id (at most 18 digits); false after
+ * answering 422. */
+bool admin_cursor_id(struct admin_ctx *x, char *out, size_t len);
 /* Makes the page {"items": rows, "next_cursor"} from rows (taken), which a query fetched
  * with LIMIT limit + 1: each row holds its sort key as text in "_cursor", which is removed;
  * next_cursor encodes the key of the last item kept when there was one more row, else
@@ -187,6 +192,11 @@ void admin_put(struct admin_ctx *x, PGconn *c);
 /* Runs a parameterised statement; NULL on failure with *e filled. */
 PGresult *admin_exec(PGconn *c, const char *sql, int n, const char *const *params,
                      struct admin_dberr *e);
+/* admin_exec answering the failure (admin_db_problem): NULL then. */
+PGresult *admin_run(struct admin_ctx *x, PGconn *c, const char *sql, int n,
+                    const char *const *params);
+/* admin_run for a statement whose result is not needed; false after answering. */
+bool admin_do(struct admin_ctx *x, PGconn *c, const char *sql, int n, const char *const *params);
 /* BEGIN / COMMIT; false after answering the failure. */
 bool admin_begin(struct admin_ctx *x, PGconn *c);
 bool admin_commit(struct admin_ctx *x, PGconn *c);
@@ -198,6 +208,24 @@ bool admin_query_json(struct admin_ctx *x, PGconn *c, const char *sql, int n,
 /* The same for every row: *out is an array of the parsed first columns. */
 bool admin_query_rows(struct admin_ctx *x, PGconn *c, const char *sql, int n,
                       const char *const *params, json_t **out);
+
+/* The resource that sql (one parameter, $1 = value) answers as JSON; NULL after answering
+ * 404 ("no <what> <value>") or a failure. */
+json_t *admin_load(struct admin_ctx *x, PGconn *c, const char *sql, const char *value,
+                   const char *what);
+/* admin_load of the path's placeholder on a connection of its own. */
+json_t *admin_fetch(struct admin_ctx *x, const char *sql, const char *what);
+/* GET of one resource: answers 200 with admin_fetch. */
+void admin_get(struct admin_ctx *x, const char *sql, const char *what);
+/* admin_query_rows on a connection of its own. */
+bool admin_fetch_rows(struct admin_ctx *x, const char *sql, int n, const char *const *params,
+                      json_t **out);
+
+#define ADMIN_LIST_MAX_PARAMS 15
+
+/* A paged listing: runs sql with params (at most ADMIN_LIST_MAX_PARAMS) and the page size
+ * plus one (admin_limit) as its last parameter $<n+1>, and answers 200 with admin_page. */
+void admin_list_rows(struct admin_ctx *x, const char *sql, int n, const char *const *params);
 
 /* Answers a failed statement: unique and foreign-key violations as 409/422 naming the
  * field (from the constraint), lost connections as 503, anything else as 500. */

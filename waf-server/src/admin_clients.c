@@ -119,29 +119,20 @@ static bool client_rules(struct admin_ctx *x, const json_t *c)
  * left (after the change, in the same transaction). false after answering. */
 static bool admin_lock(struct admin_ctx *x, PGconn *c)
 {
-    struct admin_dberr e;
-    PGresult *res = admin_exec(c,
-                               "SELECT pg_advisory_xact_lock(hashtextextended("
-                               "'waf-server admin clients', 0))",
-                               0, NULL, &e);
-    if (res == NULL)
-        admin_db_problem(x, &e);
-    PQclear(res);
-    return res != NULL;
+    return admin_do(x, c,
+                    "SELECT pg_advisory_xact_lock(hashtextextended('waf-server admin clients', 0))",
+                    0, NULL);
 }
 
 static bool admin_left(struct admin_ctx *x, PGconn *c)
 {
-    struct admin_dberr e;
-    PGresult *res = admin_exec(c,
-                               "SELECT count(*) FROM oauth_clients WHERE status = 'active' AND "
-                               " 'admin' = ANY (scopes) AND 'client_credentials' = ANY "
-                               "(grant_types)",
-                               0, NULL, &e);
-    if (res == NULL) {
-        admin_db_problem(x, &e);
+    PGresult *res = admin_run(x, c,
+                              "SELECT count(*) FROM oauth_clients WHERE status = 'active' AND "
+                              " 'admin' = ANY (scopes) AND 'client_credentials' = ANY "
+                              "(grant_types)",
+                              0, NULL);
+    if (res == NULL)
         return false;
-    }
     bool left = atol(PQgetvalue(res, 0, 0)) > 0;
     PQclear(res);
     if (!left)
@@ -184,39 +175,33 @@ static bool write_client(struct admin_ctx *x, PGconn *c, const json_t *cl, bool 
                             lifetime[0] ? lifetime : NULL,
                             json_string_value(json_object_get(cl, "status")),
                             mac_hex};
-    struct admin_dberr e;
-    PGresult *res =
-        create ? admin_exec(c,
-                            "INSERT INTO oauth_clients (client_id, name, client_type, grant_types, "
-                            " redirect_uris, scopes, allowed_origins, audience, jwks, allow_pool, "
-                            " token_lifetime_s, status, secret_mac) VALUES ($1, $2, $3, "
-                            " ARRAY(SELECT json_array_elements_text($4::json)), "
-                            " ARRAY(SELECT json_array_elements_text($5::json)), "
-                            " ARRAY(SELECT json_array_elements_text($6::json)), "
-                            " ARRAY(SELECT json_array_elements_text($7::json)), $8, $9::jsonb, "
-                            " $10, $11::int, $12, $13::bytea)",
-                            13, params, &e)
-               : admin_exec(c,
-                            "UPDATE oauth_clients SET name = $2, client_type = $3, "
-                            " grant_types = ARRAY(SELECT json_array_elements_text($4::json)), "
-                            " redirect_uris = ARRAY(SELECT json_array_elements_text($5::json)), "
-                            " scopes = ARRAY(SELECT json_array_elements_text($6::json)), "
-                            " allowed_origins = ARRAY(SELECT json_array_elements_text($7::json)), "
-                            " audience = $8, jwks = $9::jsonb, allow_pool = $10, "
-                            " token_lifetime_s = $11::int, status = $12, "
-                            " secret_mac = coalesce($13::bytea, secret_mac) WHERE client_id = $1",
-                            13, params, &e);
+    bool ok =
+        create ? admin_do(x, c,
+                          "INSERT INTO oauth_clients (client_id, name, client_type, grant_types, "
+                          " redirect_uris, scopes, allowed_origins, audience, jwks, allow_pool, "
+                          " token_lifetime_s, status, secret_mac) VALUES ($1, $2, $3, "
+                          " ARRAY(SELECT json_array_elements_text($4::json)), "
+                          " ARRAY(SELECT json_array_elements_text($5::json)), "
+                          " ARRAY(SELECT json_array_elements_text($6::json)), "
+                          " ARRAY(SELECT json_array_elements_text($7::json)), $8, $9::jsonb, "
+                          " $10, $11::int, $12, $13::bytea)",
+                          13, params)
+               : admin_do(x, c,
+                          "UPDATE oauth_clients SET name = $2, client_type = $3, "
+                          " grant_types = ARRAY(SELECT json_array_elements_text($4::json)), "
+                          " redirect_uris = ARRAY(SELECT json_array_elements_text($5::json)), "
+                          " scopes = ARRAY(SELECT json_array_elements_text($6::json)), "
+                          " allowed_origins = ARRAY(SELECT json_array_elements_text($7::json)), "
+                          " audience = $8, jwks = $9::jsonb, allow_pool = $10, "
+                          " token_lifetime_s = $11::int, status = $12, "
+                          " secret_mac = coalesce($13::bytea, secret_mac) WHERE client_id = $1",
+                          13, params);
     free(grants);
     free(redirects);
     free(scopes);
     free(origins);
     free(jwks);
-    if (res == NULL) {
-        admin_db_problem(x, &e);
-        return false;
-    }
-    PQclear(res);
-    return true;
+    return ok;
 }
 
 /* A new secret into secret[WAF_SECRET_LEN + 1] and its MAC as a bytea literal into
@@ -236,21 +221,15 @@ static bool new_secret(struct admin_ctx *x, char *secret, char *hex)
     return true;
 }
 
+#define CLIENT_BY_ID "SELECT " CLIENT_JSON " FROM oauth_clients WHERE client_id = $1"
+#define CLIENT_WHAT  "client with client_id"
+
 /* The client of the path, locked (FOR UPDATE) when lock; NULL after answering 404 or a
- * failure (*failed true then). */
+ * failure. */
 static json_t *load(struct admin_ctx *x, PGconn *c, bool lock)
 {
-    const char *params[] = {x->param};
-    json_t *cl = NULL;
-    if (!admin_query_json(x, c,
-                          lock ? "SELECT " CLIENT_JSON
-                                 " FROM oauth_clients WHERE client_id = $1 FOR UPDATE"
-                               : "SELECT " CLIENT_JSON " FROM oauth_clients WHERE client_id = $1",
-                          1, params, &cl))
-        return NULL;
-    if (cl == NULL)
-        admin_problem(x, AP_NOT_FOUND, NULL, "no client with client_id %s", x->param);
-    return cl;
+    return admin_load(x, c, lock ? CLIENT_BY_ID " FOR UPDATE" : CLIENT_BY_ID, x->param,
+                      CLIENT_WHAT);
 }
 
 void admin_clients_list(struct admin_ctx *x)
@@ -258,44 +237,20 @@ void admin_clients_list(struct admin_ctx *x)
     char cursor[200];
     if (!admin_cursor_get(x, cursor, sizeof(cursor)))
         return;
-    char lim[24];
-    long limit = admin_limit(x);
-    snprintf(lim, sizeof(lim), "%ld", limit + 1);
     const char *q = admin_q_str(x, "q"), *st = admin_q_str(x, "status");
-    const char *params[] = {cursor, lim, q ? q : "", st ? st : ""};
-    PGconn *c = admin_conn(x);
-    if (c == NULL)
-        return;
-    json_t *rows = NULL;
-    bool ok = admin_query_rows(
-        x, c,
-        "SELECT jsonb_set(" CLIENT_JSON "::jsonb, '{_cursor}', to_jsonb(client_id)) "
-        "FROM oauth_clients WHERE ($1 = '' OR client_id > $1) "
-        " AND ($3 = '' OR strpos(lower(client_id), lower($3)) > 0 "
-        "  OR strpos(lower(name), lower($3)) > 0) AND ($4 = '' OR status = $4) "
-        "ORDER BY client_id LIMIT $2::int",
-        4, params, &rows);
-    admin_put(x, c);
-    if (ok)
-        admin_json(x, 200, admin_page(rows, limit));
+    const char *params[] = {cursor, q ? q : "", st ? st : ""};
+    admin_list_rows(x,
+                    "SELECT jsonb_set(" CLIENT_JSON "::jsonb, '{_cursor}', to_jsonb(client_id)) "
+                    "FROM oauth_clients WHERE ($1 = '' OR client_id > $1) "
+                    " AND ($2 = '' OR strpos(lower(client_id), lower($2)) > 0 "
+                    "  OR strpos(lower(name), lower($2)) > 0) AND ($3 = '' OR status = $3) "
+                    "ORDER BY client_id LIMIT $4::int",
+                    3, params);
 }
 
 void admin_client_get(struct admin_ctx *x)
 {
-    PGconn *c = admin_conn(x);
-    if (c == NULL)
-        return;
-    json_t *cl = load(x, c, false);
-    admin_put(x, c);
-    if (cl)
-        admin_json(x, 200, cl);
-}
-
-static void location(struct admin_ctx *x, const char *id)
-{
-    char loc[200];
-    snprintf(loc, sizeof(loc), "/admin/v1/clients/%s", id);
-    waf_resp_header(x->rs, "Location", loc);
+    admin_get(x, CLIENT_BY_ID, CLIENT_WHAT);
 }
 
 void admin_clients_create(struct admin_ctx *x)
@@ -330,7 +285,7 @@ void admin_clients_create(struct admin_ctx *x)
     json_decref(audit);
     if (!ok || !admin_commit(x, c))
         goto out;
-    location(x, id);
+    admin_location(x, "clients", id);
     if (with_secret)
         json_object_set_new(after, "client_secret", json_string(secret));
     admin_json(x, 201, after);
@@ -373,14 +328,8 @@ void admin_client_delete(struct admin_ctx *x)
     if (c == NULL || !admin_begin(x, c) || !admin_lock(x, c) || (before = load(x, c, true)) == NULL)
         goto out;
     const char *params[] = {x->param};
-    struct admin_dberr e;
-    PGresult *res = admin_exec(c, "DELETE FROM oauth_clients WHERE client_id = $1", 1, params, &e);
-    if (res == NULL) {
-        admin_db_problem(x, &e);
-        goto out;
-    }
-    PQclear(res);
-    if (!admin_left(x, c) ||
+    if (!admin_do(x, c, "DELETE FROM oauth_clients WHERE client_id = $1", 1, params) ||
+        !admin_left(x, c) ||
         !admin_audit(x, c, "client.delete", "client", x->param, before, NULL) ||
         !admin_commit(x, c))
         goto out;
@@ -406,16 +355,11 @@ void admin_client_secret(struct admin_ctx *x)
     if (!new_secret(x, secret, hex))
         goto out;
     const char *params[] = {x->param, hex};
-    struct admin_dberr e;
-    PGresult *res = admin_exec(c,
-                               "UPDATE oauth_clients SET secret_mac = $2::bytea, "
-                               " secret_hash = NULL WHERE client_id = $1",
-                               2, params, &e);
-    if (res == NULL) {
-        admin_db_problem(x, &e);
+    if (!admin_do(x, c,
+                  "UPDATE oauth_clients SET secret_mac = $2::bytea, "
+                  " secret_hash = NULL WHERE client_id = $1",
+                  2, params))
         goto out;
-    }
-    PQclear(res);
     json_t *note = json_pack("{s:s}", "client_secret", "(set)");
     bool ok = admin_audit(x, c, "client.secret.rotate", "client", x->param, note, note);
     json_decref(note);

@@ -44,26 +44,31 @@ void admin_put(struct admin_ctx *x, PGconn *c)
     waf_db_put(x->a->db, c);
 }
 
-static bool simple(struct admin_ctx *x, PGconn *c, const char *sql)
+PGresult *admin_run(struct admin_ctx *x, PGconn *c, const char *sql, int n,
+                    const char *const *params)
 {
     struct admin_dberr e;
-    PGresult *res = admin_exec(c, sql, 0, NULL, &e);
-    if (res == NULL) {
+    PGresult *res = admin_exec(c, sql, n, params, &e);
+    if (res == NULL)
         admin_db_problem(x, &e);
-        return false;
-    }
+    return res;
+}
+
+bool admin_do(struct admin_ctx *x, PGconn *c, const char *sql, int n, const char *const *params)
+{
+    PGresult *res = admin_run(x, c, sql, n, params);
     PQclear(res);
-    return true;
+    return res != NULL;
 }
 
 bool admin_begin(struct admin_ctx *x, PGconn *c)
 {
-    return simple(x, c, "BEGIN");
+    return admin_do(x, c, "BEGIN", 0, NULL);
 }
 
 bool admin_commit(struct admin_ctx *x, PGconn *c)
 {
-    return simple(x, c, "COMMIT");
+    return admin_do(x, c, "COMMIT", 0, NULL);
 }
 
 static json_t *parse(const char *text)
@@ -76,12 +81,9 @@ bool admin_query_json(struct admin_ctx *x, PGconn *c, const char *sql, int n,
                       const char *const *params, json_t **out)
 {
     *out = NULL;
-    struct admin_dberr e;
-    PGresult *res = admin_exec(c, sql, n, params, &e);
-    if (res == NULL) {
-        admin_db_problem(x, &e);
+    PGresult *res = admin_run(x, c, sql, n, params);
+    if (res == NULL)
         return false;
-    }
     if (PQntuples(res) > 0 && !PQgetisnull(res, 0, 0)) {
         *out = parse(PQgetvalue(res, 0, 0));
         if (*out == NULL) {
@@ -98,12 +100,9 @@ bool admin_query_rows(struct admin_ctx *x, PGconn *c, const char *sql, int n,
                       const char *const *params, json_t **out)
 {
     *out = NULL;
-    struct admin_dberr e;
-    PGresult *res = admin_exec(c, sql, n, params, &e);
-    if (res == NULL) {
-        admin_db_problem(x, &e);
+    PGresult *res = admin_run(x, c, sql, n, params);
+    if (res == NULL)
         return false;
-    }
     json_t *rows = json_array();
     for (int i = 0; rows && i < PQntuples(res); i++) {
         json_t *v = parse(PQgetvalue(res, i, 0));
@@ -119,6 +118,65 @@ bool admin_query_rows(struct admin_ctx *x, PGconn *c, const char *sql, int n,
     }
     *out = rows;
     return true;
+}
+
+json_t *admin_load(struct admin_ctx *x, PGconn *c, const char *sql, const char *value,
+                   const char *what)
+{
+    const char *params[] = {value};
+    json_t *v = NULL;
+    if (!admin_query_json(x, c, sql, 1, params, &v))
+        return NULL;
+    if (v == NULL)
+        admin_problem(x, AP_NOT_FOUND, NULL, "no %s %s", what, value);
+    return v;
+}
+
+json_t *admin_fetch(struct admin_ctx *x, const char *sql, const char *what)
+{
+    PGconn *c = admin_conn(x);
+    if (c == NULL)
+        return NULL;
+    json_t *v = admin_load(x, c, sql, x->param, what);
+    admin_put(x, c);
+    return v;
+}
+
+void admin_get(struct admin_ctx *x, const char *sql, const char *what)
+{
+    json_t *v = admin_fetch(x, sql, what);
+    if (v)
+        admin_json(x, 200, v);
+}
+
+bool admin_fetch_rows(struct admin_ctx *x, const char *sql, int n, const char *const *params,
+                      json_t **out)
+{
+    *out = NULL;
+    PGconn *c = admin_conn(x);
+    if (c == NULL)
+        return false;
+    bool ok = admin_query_rows(x, c, sql, n, params, out);
+    admin_put(x, c);
+    return ok;
+}
+
+void admin_list_rows(struct admin_ctx *x, const char *sql, int n, const char *const *params)
+{
+    const char *all[ADMIN_LIST_MAX_PARAMS + 1];
+    if (n < 0 || n > ADMIN_LIST_MAX_PARAMS) {
+        admin_problem(x, AP_INTERNAL, NULL, "too many query parameters");
+        return;
+    }
+    for (int i = 0; i < n; i++)
+        all[i] = params[i];
+    char lim[24];
+    long limit = admin_limit(x);
+    snprintf(lim, sizeof(lim), "%ld", limit + 1);
+    all[n] = lim;
+    json_t *rows = NULL;
+    if (admin_fetch_rows(x, sql, n + 1, all, &rows))
+        admin_json(x, 200, admin_page(rows, limit));
 }
 
 /* What a constraint violation means to the API's user. */
@@ -187,18 +245,12 @@ bool admin_audit(struct admin_ctx *x, PGconn *c, const char *action, const char 
         return false;
     }
     const char *params[] = {x->actor, action, target_type, target_id, b, f, x->request_id};
-    struct admin_dberr e;
-    PGresult *res = admin_exec(c,
-                               "INSERT INTO audit_log (actor, action, target_type, target_id, "
-                               " before, after, request_id) "
-                               "VALUES ($1, $2, $3, $4, $5::jsonb, $6::jsonb, $7)",
-                               7, params, &e);
+    bool ok = admin_do(x, c,
+                       "INSERT INTO audit_log (actor, action, target_type, target_id, "
+                       " before, after, request_id) "
+                       "VALUES ($1, $2, $3, $4, $5::jsonb, $6::jsonb, $7)",
+                       7, params);
     free(b);
     free(f);
-    if (res == NULL) {
-        admin_db_problem(x, &e);
-        return false;
-    }
-    PQclear(res);
-    return true;
+    return ok;
 }

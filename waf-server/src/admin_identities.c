@@ -72,20 +72,23 @@ const struct admin_field admin_identity_query[] = {
 #define IDENTITY_FROM                                                                              \
     " FROM web_identities w LEFT JOIN password_credentials p ON p.web_identity_id = w.id "
 
+#define IDENTITY_BY_ID "SELECT " IDENTITY_JSON IDENTITY_FROM "WHERE w.id = $1::bigint"
+#define IDENTITY_WHAT  "identity with id"
+
 /* The identity id (decimal text), locked when lock; NULL after answering 404 or a failure. */
 static json_t *load(struct admin_ctx *x, PGconn *c, const char *id, bool lock)
 {
-    const char *params[] = {id};
-    json_t *w = NULL;
-    if (!admin_query_json(x, c,
-                          lock ? "SELECT " IDENTITY_JSON IDENTITY_FROM
-                                 "WHERE w.id = $1::bigint FOR UPDATE OF w"
-                               : "SELECT " IDENTITY_JSON IDENTITY_FROM "WHERE w.id = $1::bigint",
-                          1, params, &w))
-        return NULL;
-    if (w == NULL)
-        admin_problem(x, AP_NOT_FOUND, NULL, "no identity with id %s", id);
-    return w;
+    return admin_load(x, c, lock ? IDENTITY_BY_ID " FOR UPDATE OF w" : IDENTITY_BY_ID, id,
+                      IDENTITY_WHAT);
+}
+
+/* The ims object's IMPUs as JSON text (free it); NULL after answering. */
+static char *impus_text(struct admin_ctx *x, const json_t *ims)
+{
+    char *impus = json_dumps(json_object_get(ims, "impus"), JSON_COMPACT);
+    if (impus == NULL)
+        admin_problem(x, AP_INTERNAL, NULL, "out of memory");
+    return impus;
 }
 
 /* The cross-field rules of an ims object. false after answering 422. */
@@ -124,25 +127,19 @@ static bool ims_rules(struct admin_ctx *x, const json_t *ims)
  * answering 409 or a failure. */
 static bool not_in_pool(struct admin_ctx *x, PGconn *c, const json_t *ims)
 {
-    char *impus = json_dumps(json_object_get(ims, "impus"), JSON_COMPACT);
-    const char *params[] = {json_string_value(json_object_get(ims, "impi")), impus};
-    struct admin_dberr e;
-    PGresult *res =
-        impus ? admin_exec(c,
-                           "SELECT p.name, m.impu, m.impi = $1 FROM pool_members m "
-                           "JOIN pools p ON p.id = m.pool_id WHERE m.impi = $1 "
-                           " OR impu_match_key(m.impu) IN (SELECT impu_match_key(e ->> 'uri') "
-                           "  FROM json_array_elements($2::json) e) LIMIT 1",
-                           2, params, &e)
-              : NULL;
-    free(impus);
-    if (res == NULL) {
-        if (impus)
-            admin_db_problem(x, &e);
-        else
-            admin_problem(x, AP_INTERNAL, NULL, "out of memory");
+    char *impus = impus_text(x, ims);
+    if (impus == NULL)
         return false;
-    }
+    const char *params[] = {json_string_value(json_object_get(ims, "impi")), impus};
+    PGresult *res = admin_run(x, c,
+                              "SELECT p.name, m.impu, m.impi = $1 FROM pool_members m "
+                              "JOIN pools p ON p.id = m.pool_id WHERE m.impi = $1 "
+                              " OR impu_match_key(m.impu) IN (SELECT impu_match_key(e ->> 'uri') "
+                              "  FROM json_array_elements($2::json) e) LIMIT 1",
+                              2, params);
+    free(impus);
+    if (res == NULL)
+        return false;
     bool clash = PQntuples(res) > 0;
     if (clash) {
         json_t *errors = json_array();
@@ -162,46 +159,32 @@ static bool not_in_pool(struct admin_ctx *x, PGconn *c, const json_t *ims)
 static bool write_ims(struct admin_ctx *x, PGconn *c, const char *id, const json_t *ims)
 {
     const char *p1[] = {id};
-    struct admin_dberr e;
-    PGresult *res = admin_exec(c,
-                               "DELETE FROM ims_subscriptions WHERE id IN (SELECT subscription_id "
-                               " FROM identity_mappings WHERE web_identity_id = $1::bigint)",
-                               1, p1, &e);
-    if (res == NULL) {
-        admin_db_problem(x, &e);
+    if (!admin_do(x, c,
+                  "DELETE FROM ims_subscriptions WHERE id IN (SELECT subscription_id "
+                  " FROM identity_mappings WHERE web_identity_id = $1::bigint)",
+                  1, p1))
         return false;
-    }
-    PQclear(res);
     if (!json_is_object(ims))
         return true;
-    if (!not_in_pool(x, c, ims))
+    char *impus = NULL;
+    if (!not_in_pool(x, c, ims) || (impus = impus_text(x, ims)) == NULL)
         return false;
-    char *impus = json_dumps(json_object_get(ims, "impus"), JSON_COMPACT);
     const char *p2[] = {id, json_string_value(json_object_get(ims, "impi")),
                         json_string_value(json_object_get(ims, "realm")), impus,
                         json_string_value(json_object_get(ims, "default_impu"))};
-    res = impus ? admin_exec(c,
-                             "WITH s AS (INSERT INTO ims_subscriptions (impi, realm) "
-                             "  VALUES ($2, $3) RETURNING id), "
-                             " i AS (INSERT INTO impus (subscription_id, uri, barred) "
-                             "  SELECT s.id, e ->> 'uri', coalesce((e ->> 'barred')::boolean, "
-                             "   false) FROM s, json_array_elements($4::json) e "
-                             "  RETURNING id, subscription_id, uri) "
-                             "INSERT INTO identity_mappings (web_identity_id, subscription_id, "
-                             " default_impu_id) SELECT $1::bigint, i.subscription_id, i.id "
-                             " FROM i WHERE i.uri = $5",
-                             5, p2, &e)
-                : NULL;
+    bool ok = admin_do(x, c,
+                       "WITH s AS (INSERT INTO ims_subscriptions (impi, realm) "
+                       "  VALUES ($2, $3) RETURNING id), "
+                       " i AS (INSERT INTO impus (subscription_id, uri, barred) "
+                       "  SELECT s.id, e ->> 'uri', coalesce((e ->> 'barred')::boolean, "
+                       "   false) FROM s, json_array_elements($4::json) e "
+                       "  RETURNING id, subscription_id, uri) "
+                       "INSERT INTO identity_mappings (web_identity_id, subscription_id, "
+                       " default_impu_id) SELECT $1::bigint, i.subscription_id, i.id "
+                       " FROM i WHERE i.uri = $5",
+                       5, p2);
     free(impus);
-    if (res == NULL) {
-        if (impus)
-            admin_db_problem(x, &e);
-        else
-            admin_problem(x, AP_INTERNAL, NULL, "out of memory");
-        return false;
-    }
-    PQclear(res);
-    return true;
+    return ok;
 }
 
 /* Hashes the body's password (when it is a string) into phc; false after answering. */
@@ -250,29 +233,26 @@ static bool write_login(struct admin_ctx *x, PGconn *c, const char *id, const ch
     const json_t *pw = json_object_get(x->body, "password");
     const json_t *un = json_object_get(x->body, "username");
     const char *params[] = {id, username, phc};
-    struct admin_dberr e;
     PGresult *res = NULL;
     if (json_is_string(pw))
-        res = admin_exec(c,
-                         "INSERT INTO password_credentials (web_identity_id, username, "
-                         " password_hash) VALUES ($1::bigint, $2, $3) "
-                         "ON CONFLICT (web_identity_id) DO UPDATE SET username = $2, "
-                         " password_hash = $3, failed_attempts = 0, locked_until = NULL",
-                         3, params, &e);
+        res = admin_run(x, c,
+                        "INSERT INTO password_credentials (web_identity_id, username, "
+                        " password_hash) VALUES ($1::bigint, $2, $3) "
+                        "ON CONFLICT (web_identity_id) DO UPDATE SET username = $2, "
+                        " password_hash = $3, failed_attempts = 0, locked_until = NULL",
+                        3, params);
     else if (json_is_null(pw))
-        res = admin_exec(c, "DELETE FROM password_credentials WHERE web_identity_id = $1::bigint",
-                         1, params, &e);
+        res = admin_run(x, c, "DELETE FROM password_credentials WHERE web_identity_id = $1::bigint",
+                        1, params);
     else if (un)
-        res = admin_exec(c,
-                         "UPDATE password_credentials SET username = $2 "
-                         "WHERE web_identity_id = $1::bigint",
-                         2, params, &e);
+        res = admin_run(x, c,
+                        "UPDATE password_credentials SET username = $2 "
+                        "WHERE web_identity_id = $1::bigint",
+                        2, params);
     else
         return true;
-    if (res == NULL) {
-        admin_db_problem(x, &e);
+    if (res == NULL)
         return false;
-    }
     bool none = pw == NULL && strcmp(PQcmdTuples(res), "0") == 0;
     PQclear(res);
     if (none) {
@@ -282,64 +262,47 @@ static bool write_login(struct admin_ctx *x, PGconn *c, const char *id, const ch
     return true;
 }
 
-/* The audit copy of a representation: "password": "(set)" when the body set one. */
-static json_t *audited(const struct admin_ctx *x, const json_t *w)
+/* Writes the audit row of a change of identity id and commits; the after image notes
+ * "password": "(set)" when the body set one. false after answering. */
+static bool audit_commit(struct admin_ctx *x, PGconn *c, const char *action, const char *id,
+                         const json_t *before, const json_t *after)
 {
-    json_t *copy = json_deep_copy(w);
+    json_t *audit = json_deep_copy(after);
     if (json_is_string(json_object_get(x->body, "password")))
-        json_object_set_new(copy, "password", json_string("(set)"));
-    return copy;
+        json_object_set_new(audit, "password", json_string("(set)"));
+    bool ok = admin_audit(x, c, action, "identity", id, before, audit);
+    json_decref(audit);
+    return ok && admin_commit(x, c);
 }
 
 void admin_identities_list(struct admin_ctx *x)
 {
     char cursor[32];
-    if (!admin_cursor_get(x, cursor, sizeof(cursor)))
+    if (!admin_cursor_id(x, cursor, sizeof(cursor)))
         return;
-    if (cursor[0] && (strspn(cursor, "0123456789") != strlen(cursor) || strlen(cursor) > 18)) {
-        admin_invalid(x, "cursor", "is not a cursor from a previous page");
-        return;
-    }
-    char lim[24];
-    long limit = admin_limit(x);
-    snprintf(lim, sizeof(lim), "%ld", limit + 1);
     const char *iss = admin_q_str(x, "issuer"), *st = admin_q_str(x, "status"),
                *q = admin_q_str(x, "q");
-    const char *params[] = {cursor, lim, iss ? iss : "", st ? st : "", q ? q : ""};
-    PGconn *c = admin_conn(x);
-    if (c == NULL)
-        return;
-    json_t *rows = NULL;
-    bool ok = admin_query_rows(
-        x, c,
-        "SELECT jsonb_set(" IDENTITY_JSON
-        "::jsonb, '{_cursor}', to_jsonb(w.id::text)) " IDENTITY_FROM
-        "WHERE ($1 = '' OR w.id > nullif($1, '')::bigint) "
-        " AND ($3 = '' OR w.issuer = $3) AND ($4 = '' OR w.status = $4) "
-        " AND ($5 = '' OR strpos(lower(w.subject), lower($5)) > 0 "
-        "  OR strpos(lower(coalesce(w.display_name, '')), lower($5)) > 0 "
-        "  OR strpos(lower(coalesce(p.username, '')), lower($5)) > 0 "
-        "  OR EXISTS (SELECT 1 FROM identity_mappings m "
-        "   JOIN ims_subscriptions s ON s.id = m.subscription_id "
-        "   WHERE m.web_identity_id = w.id AND (strpos(lower(s.impi), lower($5)) > 0 "
-        "    OR EXISTS (SELECT 1 FROM impus i WHERE i.subscription_id = s.id "
-        "     AND strpos(lower(i.uri), lower($5)) > 0)))) "
-        "ORDER BY w.id LIMIT $2::int",
-        5, params, &rows);
-    admin_put(x, c);
-    if (ok)
-        admin_json(x, 200, admin_page(rows, limit));
+    const char *params[] = {cursor, iss ? iss : "", st ? st : "", q ? q : ""};
+    admin_list_rows(x,
+                    "SELECT jsonb_set(" IDENTITY_JSON
+                    "::jsonb, '{_cursor}', to_jsonb(w.id::text)) " IDENTITY_FROM
+                    "WHERE ($1 = '' OR w.id > nullif($1, '')::bigint) "
+                    " AND ($2 = '' OR w.issuer = $2) AND ($3 = '' OR w.status = $3) "
+                    " AND ($4 = '' OR strpos(lower(w.subject), lower($4)) > 0 "
+                    "  OR strpos(lower(coalesce(w.display_name, '')), lower($4)) > 0 "
+                    "  OR strpos(lower(coalesce(p.username, '')), lower($4)) > 0 "
+                    "  OR EXISTS (SELECT 1 FROM identity_mappings m "
+                    "   JOIN ims_subscriptions s ON s.id = m.subscription_id "
+                    "   WHERE m.web_identity_id = w.id AND (strpos(lower(s.impi), lower($4)) > 0 "
+                    "    OR EXISTS (SELECT 1 FROM impus i WHERE i.subscription_id = s.id "
+                    "     AND strpos(lower(i.uri), lower($4)) > 0)))) "
+                    "ORDER BY w.id LIMIT $5::int",
+                    4, params);
 }
 
 void admin_identity_get(struct admin_ctx *x)
 {
-    PGconn *c = admin_conn(x);
-    if (c == NULL)
-        return;
-    json_t *w = load(x, c, x->param, false);
-    admin_put(x, c);
-    if (w)
-        admin_json(x, 200, w);
+    admin_get(x, IDENTITY_BY_ID, IDENTITY_WHAT);
 }
 
 void admin_identities_create(struct admin_ctx *x)
@@ -365,33 +328,24 @@ void admin_identities_create(struct admin_ctx *x)
     const char *st = json_string_value(json_object_get(b, "status"));
     const char *params[] = {issuer, subject, json_string_value(json_object_get(b, "display_name")),
                             st ? st : "active"};
-    struct admin_dberr e;
     PGresult *res = NULL;
     char id[24];
     if (c == NULL || !admin_begin(x, c))
         goto out;
-    res = admin_exec(c,
-                     "INSERT INTO web_identities (issuer, subject, display_name, status) "
-                     "VALUES ($1, $2, $3, $4) RETURNING id",
-                     4, params, &e);
-    if (res == NULL) {
-        admin_db_problem(x, &e);
+    res = admin_run(x, c,
+                    "INSERT INTO web_identities (issuer, subject, display_name, status) "
+                    "VALUES ($1, $2, $3, $4) RETURNING id",
+                    4, params);
+    if (res == NULL)
         goto out;
-    }
     snprintf(id, sizeof(id), "%s", PQgetvalue(res, 0, 0));
     PQclear(res);
     if (!write_login(x, c, id, username, phc) || (json_is_object(ims) && !write_ims(x, c, id, ims)))
         goto out;
-    if ((after = load(x, c, id, false)) == NULL)
+    if ((after = load(x, c, id, false)) == NULL ||
+        !audit_commit(x, c, "identity.create", id, NULL, after))
         goto out;
-    json_t *audit = audited(x, after);
-    bool ok = admin_audit(x, c, "identity.create", "identity", id, NULL, audit);
-    json_decref(audit);
-    if (!ok || !admin_commit(x, c))
-        goto out;
-    char loc[64];
-    snprintf(loc, sizeof(loc), "/admin/v1/identities/%s", id);
-    waf_resp_header(x->rs, "Location", loc);
+    admin_location(x, "identities", id);
     admin_json(x, 201, after);
     after = NULL;
 out:
@@ -430,23 +384,12 @@ void admin_identity_patch(struct admin_ctx *x)
     const char *params[] = {x->param,
                             json_string_value(dn ? dn : json_object_get(before, "display_name")),
                             json_string_value(st ? st : json_object_get(before, "status"))};
-    struct admin_dberr e;
-    PGresult *res = admin_exec(c,
-                               "UPDATE web_identities SET display_name = $2, status = $3 "
-                               "WHERE id = $1::bigint",
-                               3, params, &e);
-    if (res == NULL) {
-        admin_db_problem(x, &e);
-        goto out;
-    }
-    PQclear(res);
-    if (!write_login(x, c, x->param, username, phc) || (ims && !write_ims(x, c, x->param, ims)) ||
-        (after = load(x, c, x->param, false)) == NULL)
-        goto out;
-    json_t *audit = audited(x, after);
-    bool ok = admin_audit(x, c, "identity.update", "identity", x->param, before, audit);
-    json_decref(audit);
-    if (!ok || !admin_commit(x, c))
+    if (!admin_do(x, c,
+                  "UPDATE web_identities SET display_name = $2, status = $3 WHERE id = $1::bigint",
+                  3, params) ||
+        !write_login(x, c, x->param, username, phc) || (ims && !write_ims(x, c, x->param, ims)) ||
+        (after = load(x, c, x->param, false)) == NULL ||
+        !audit_commit(x, c, "identity.update", x->param, before, after))
         goto out;
     admin_json(x, 200, after);
     after = NULL;
@@ -465,15 +408,8 @@ void admin_identity_delete(struct admin_ctx *x)
         !write_ims(x, c, x->param, NULL))
         goto out;
     const char *params[] = {x->param};
-    struct admin_dberr e;
-    PGresult *res =
-        admin_exec(c, "DELETE FROM web_identities WHERE id = $1::bigint", 1, params, &e);
-    if (res == NULL) {
-        admin_db_problem(x, &e);
-        goto out;
-    }
-    PQclear(res);
-    if (!admin_audit(x, c, "identity.delete", "identity", x->param, before, NULL) ||
+    if (!admin_do(x, c, "DELETE FROM web_identities WHERE id = $1::bigint", 1, params) ||
+        !admin_audit(x, c, "identity.delete", "identity", x->param, before, NULL) ||
         !admin_commit(x, c))
         goto out;
     admin_no_content(x);

@@ -43,16 +43,9 @@ void admin_keys_list(struct admin_ctx *x)
     char overlap[24];
     snprintf(overlap, sizeof(overlap), "%ld", x->a->cfg->key_overlap_s);
     const char *params[] = {overlap};
-    PGconn *c = admin_conn(x);
-    if (c == NULL)
-        return;
     json_t *rows = NULL;
-    bool ok = admin_query_rows(x, c,
-                               "SELECT " KEY_JSON " FROM signing_keys "
-                               "ORDER BY created_at DESC, kid",
-                               1, params, &rows);
-    admin_put(x, c);
-    if (ok)
+    if (admin_fetch_rows(x, "SELECT " KEY_JSON " FROM signing_keys ORDER BY created_at DESC, kid",
+                         1, params, &rows))
         admin_json(x, 200,
                    json_pack("{s:o, s:I}", "items", rows, "overlap_s",
                              (json_int_t)x->a->cfg->key_overlap_s));
@@ -112,17 +105,10 @@ void admin_revoked_list(struct admin_ctx *x)
     }
     if (colon)
         *colon = '\0';
-    char lim[24];
-    long limit = admin_limit(x);
-    snprintf(lim, sizeof(lim), "%ld", limit + 1);
     const char *cid = admin_q_str(x, "client_id");
-    const char *params[] = {cursor, colon ? colon + 1 : "", lim, cid ? cid : ""};
-    PGconn *c = admin_conn(x);
-    if (c == NULL)
-        return;
-    json_t *rows = NULL;
-    bool ok = admin_query_rows(
-        x, c,
+    const char *params[] = {cursor, colon ? colon + 1 : "", cid ? cid : ""};
+    admin_list_rows(
+        x,
         "SELECT json_build_object('jti', jti, 'client_id', client_id, 'reason', reason, "
         " 'exp', " ADMIN_TS("exp") ", 'revoked_at', " ADMIN_TS(
             "revoked_at") ", "
@@ -131,51 +117,34 @@ void admin_revoked_list(struct admin_ctx *x)
                           "FROM revoked_tokens WHERE ($1 = '' OR (revoked_at, jti) < "
                           " ('epoch'::timestamptz + nullif($1, '')::bigint * interval '1 "
                           "microsecond', $2)) "
-                          " AND ($4 = '' OR client_id = $4) "
-                          "ORDER BY revoked_at DESC, jti DESC LIMIT $3::int",
-        4, params, &rows);
-    admin_put(x, c);
-    if (ok)
-        admin_json(x, 200, admin_page(rows, limit));
+                          " AND ($3 = '' OR client_id = $3) "
+                          "ORDER BY revoked_at DESC, jti DESC LIMIT $4::int",
+        3, params);
 }
 
 void admin_audit_list(struct admin_ctx *x)
 {
     char cursor[32];
-    if (!admin_cursor_get(x, cursor, sizeof(cursor)))
+    if (!admin_cursor_id(x, cursor, sizeof(cursor)))
         return;
-    if (cursor[0] && (strspn(cursor, "0123456789") != strlen(cursor) || strlen(cursor) > 18)) {
-        admin_invalid(x, "cursor", "is not a cursor from a previous page");
-        return;
-    }
-    char lim[24];
-    long limit = admin_limit(x);
-    snprintf(lim, sizeof(lim), "%ld", limit + 1);
     const char *f[] = {"actor", "action", "target_type", "target_id", "since", "until"};
-    const char *params[8] = {cursor, lim};
+    const char *params[7] = {cursor};
     for (int i = 0; i < 6; i++) {
         const char *v = admin_q_str(x, f[i]);
-        params[2 + i] = v ? v : "";
+        params[1 + i] = v ? v : "";
     }
-    PGconn *c = admin_conn(x);
-    if (c == NULL)
-        return;
-    json_t *rows = NULL;
-    bool ok = admin_query_rows(
-        x, c,
+    admin_list_rows(
+        x,
         "SELECT json_build_object('id', id, 'at', " ADMIN_TS(
             "at") ", 'actor', actor, "
                   " 'action', action, 'target_type', target_type, 'target_id', target_id, "
                   " 'before', before, 'after', after, 'request_id', request_id, '_cursor', "
                   "id::text) "
                   "FROM audit_log WHERE ($1 = '' OR id < nullif($1, '')::bigint) "
-                  " AND ($3 = '' OR actor = $3) AND ($4 = '' OR action = $4) "
-                  " AND ($5 = '' OR target_type = $5) AND ($6 = '' OR target_id = $6) "
-                  " AND ($7 = '' OR at >= nullif($7, '')::timestamptz) "
-                  " AND ($8 = '' OR at < nullif($8, '')::timestamptz) "
-                  "ORDER BY id DESC LIMIT $2::int",
-        8, params, &rows);
-    admin_put(x, c);
-    if (ok)
-        admin_json(x, 200, admin_page(rows, limit));
+                  " AND ($2 = '' OR actor = $2) AND ($3 = '' OR action = $3) "
+                  " AND ($4 = '' OR target_type = $4) AND ($5 = '' OR target_id = $5) "
+                  " AND ($6 = '' OR at >= nullif($6, '')::timestamptz) "
+                  " AND ($7 = '' OR at < nullif($7, '')::timestamptz) "
+                  "ORDER BY id DESC LIMIT $8::int",
+        7, params);
 }

@@ -55,16 +55,14 @@ const struct admin_field admin_leases_query[] = {
                                              "FROM leases l JOIN pools p ON p.id = l.pool_id "     \
                                              "JOIN pool_members m ON m.id = l.member_id "
 
+#define POOL_BY_NAME "SELECT " POOL_JSON " FROM pools WHERE name = $1"
+
+#define LEASE_BY_ID "SELECT " LEASE_JSON "WHERE l.id = $1::uuid"
+
 /* The pool named name; NULL after answering 404 or a failure. */
 static json_t *load(struct admin_ctx *x, PGconn *c, const char *name)
 {
-    const char *params[] = {name};
-    json_t *p = NULL;
-    if (!admin_query_json(x, c, "SELECT " POOL_JSON " FROM pools WHERE name = $1", 1, params, &p))
-        return NULL;
-    if (p == NULL)
-        admin_problem(x, AP_NOT_FOUND, NULL, "no pool named %s", name);
-    return p;
+    return admin_load(x, c, POOL_BY_NAME, name, "pool named");
 }
 
 /* Answers a libimspool failure; field names the body member an INVALID_ARG is about. */
@@ -127,24 +125,14 @@ static int intval(const json_t *o, const char *name, int dflt)
 
 void admin_pools_list(struct admin_ctx *x)
 {
-    PGconn *c = admin_conn(x);
-    if (c == NULL)
-        return;
     json_t *rows = NULL;
-    bool ok =
-        admin_query_rows(x, c, "SELECT " POOL_JSON " FROM pools ORDER BY name", 0, NULL, &rows);
-    admin_put(x, c);
-    if (ok)
+    if (admin_fetch_rows(x, "SELECT " POOL_JSON " FROM pools ORDER BY name", 0, NULL, &rows))
         admin_json(x, 200, json_pack("{s:o}", "items", rows));
 }
 
 void admin_pool_get(struct admin_ctx *x)
 {
-    PGconn *c = admin_conn(x);
-    if (c == NULL)
-        return;
-    json_t *p = load(x, c, x->param);
-    admin_put(x, c);
+    json_t *p = admin_fetch(x, POOL_BY_NAME, "pool named");
     struct imspool *h = p ? handle(x) : NULL;
     if (h == NULL) {
         json_decref(p);
@@ -195,9 +183,7 @@ void admin_pools_create(struct admin_ctx *x)
     if ((after = load(x, c, name)) == NULL)
         goto out;
     audit_after(x, c, "pool.create", "pool", name, NULL, after);
-    char loc[128];
-    snprintf(loc, sizeof(loc), "/admin/v1/pools/%s", name);
-    waf_resp_header(x->rs, "Location", loc);
+    admin_location(x, "pools", name);
     admin_json(x, 201, after);
     after = NULL;
 out:
@@ -206,9 +192,13 @@ out:
     json_decref(after);
 }
 
-void admin_pool_patch(struct admin_ctx *x)
+enum pool_op { POOL_UPDATE, POOL_DRAIN, POOL_DELETE };
+
+/* A change of the pool of the path: update (from the body), drain or delete. */
+static void pool_change(struct admin_ctx *x, enum pool_op op)
 {
-    const json_t *b = x->body;
+    static const char *const ACTIONS[] = {"pool.update", "pool.drain", "pool.delete"};
+    const json_t *b = x->body; /* update only: absent members stay (-1) */
     struct imspool_pool_spec spec = {.name = x->param,
                                      .realm = json_string_value(json_object_get(b, "realm")),
                                      .lease_ttl_s = intval(b, "lease_ttl_s", -1),
@@ -221,43 +211,17 @@ void admin_pool_patch(struct admin_ctx *x)
     if (c == NULL || !admin_begin(x, c) || (before = load(x, c, x->param)) == NULL ||
         (h = handle(x)) == NULL)
         goto out;
-    enum imspool_result r = imspool_pool_update(h, &spec, d, sizeof(d));
+    enum imspool_result r = op == POOL_UPDATE  ? imspool_pool_update(h, &spec, d, sizeof(d))
+                            : op == POOL_DRAIN ? imspool_pool_drain(h, x->param, d, sizeof(d))
+                                               : imspool_pool_delete(h, x->param, d, sizeof(d));
     if (r != IMSPOOL_OK) {
-        pool_problem(x, r, d, "realm");
+        pool_problem(x, r, d, op == POOL_UPDATE ? "realm" : "name");
         goto out;
     }
-    if ((after = load(x, c, x->param)) == NULL)
+    if (op != POOL_DELETE && (after = load(x, c, x->param)) == NULL)
         goto out;
-    audit_after(x, c, "pool.update", "pool", x->param, before, after);
-    admin_json(x, 200, after);
-    after = NULL;
-out:
-    waf_pools_put(x->a->pools, h);
-    admin_put(x, c);
-    json_decref(before);
-    json_decref(after);
-}
-
-/* drain (true) or delete (false). */
-static void pool_change(struct admin_ctx *x, bool drain)
-{
-    PGconn *c = admin_conn(x);
-    struct imspool *h = NULL;
-    json_t *before = NULL, *after = NULL;
-    char d[256];
-    if (c == NULL || !admin_begin(x, c) || (before = load(x, c, x->param)) == NULL ||
-        (h = handle(x)) == NULL)
-        goto out;
-    enum imspool_result r = drain ? imspool_pool_drain(h, x->param, d, sizeof(d))
-                                  : imspool_pool_delete(h, x->param, d, sizeof(d));
-    if (r != IMSPOOL_OK) {
-        pool_problem(x, r, d, "name");
-        goto out;
-    }
-    if (drain && (after = load(x, c, x->param)) == NULL)
-        goto out;
-    audit_after(x, c, drain ? "pool.drain" : "pool.delete", "pool", x->param, before, after);
-    if (drain) {
+    audit_after(x, c, ACTIONS[op], "pool", x->param, before, after);
+    if (after) {
         admin_json(x, 200, after);
         after = NULL;
     } else {
@@ -270,14 +234,19 @@ out:
     json_decref(after);
 }
 
+void admin_pool_patch(struct admin_ctx *x)
+{
+    pool_change(x, POOL_UPDATE);
+}
+
 void admin_pool_drain(struct admin_ctx *x)
 {
-    pool_change(x, true);
+    pool_change(x, POOL_DRAIN);
 }
 
 void admin_pool_delete(struct admin_ctx *x)
 {
-    pool_change(x, false);
+    pool_change(x, POOL_DELETE);
 }
 
 /*
@@ -409,12 +378,8 @@ void admin_lease_release(struct admin_ctx *x)
     const char *params[] = {x->param};
     char d[256];
     if (c == NULL || !admin_begin(x, c) ||
-        !admin_query_json(x, c, "SELECT " LEASE_JSON "WHERE l.id = $1::uuid", 1, params, &before))
+        (before = admin_load(x, c, LEASE_BY_ID, x->param, "lease with id")) == NULL)
         goto out;
-    if (before == NULL) {
-        admin_problem(x, AP_NOT_FOUND, NULL, "no lease with id %s", x->param);
-        goto out;
-    }
     if (!json_is_null(json_object_get(before, "released_at"))) {
         admin_problem(x, AP_CONFLICT, NULL, "lease %s has ended already (%s)", x->param,
                       json_string_value(json_object_get(before, "release_reason")));
@@ -427,8 +392,7 @@ void admin_lease_release(struct admin_ctx *x)
         pool_problem(x, r, d, "id");
         goto out;
     }
-    if (!admin_query_json(x, c, "SELECT " LEASE_JSON "WHERE l.id = $1::uuid", 1, params, &after) ||
-        after == NULL)
+    if (!admin_query_json(x, c, LEASE_BY_ID, 1, params, &after) || after == NULL)
         goto out;
     audit_after(x, c, "lease.release", "lease", x->param, before, after);
     admin_json(x, 200, after);

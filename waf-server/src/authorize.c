@@ -267,20 +267,6 @@ static void login_page(struct waf_app *a, const struct areq *r, struct waf_resp 
 
 /* ---- request checks ---- */
 
-static bool has_scope_token(const char *scope, const char *want)
-{
-    size_t wl = strlen(want);
-    for (const char *p = scope; *p;) {
-        while (*p == ' ')
-            p++;
-        size_t n = strcspn(p, " ");
-        if (n == wl && strncmp(p, want, n) == 0)
-            return true;
-        p += n;
-    }
-    return false;
-}
-
 static bool b64url43(const char *s)
 {
     if (s == NULL || strlen(s) != 43)
@@ -357,7 +343,7 @@ static bool check_request(struct waf_app *a, const struct waf_form *f, struct ar
     r->scope = waf_form_get(f, "scope");
     if (r->scope == NULL)
         r->scope = r->client->scopes;
-    if (!waf_client_scopes_allowed(r->client, r->scope) || !has_scope_token(r->scope, IMS_SCOPE)) {
+    if (!waf_client_scopes_allowed(r->client, r->scope) || !waf_scope_has(r->scope, IMS_SCOPE)) {
         redirect_error(a, r, rs, "invalid_scope",
                        "the scope must include ims and only scopes allowed to the client");
         return false;

@@ -119,6 +119,38 @@ int waf_jti_consume(struct waf_app *a, const char *client_id, const char *jti, i
     return rc;
 }
 
+enum waf_client_jwt_result waf_client_jwt(struct waf_app *a, const struct waf_client *c,
+                                          const char *jwt, const char *extra_aud,
+                                          bool client_assertion, struct waf_jwt_facts *facts,
+                                          char *why, size_t why_len)
+{
+    snprintf(why, why_len, "the client has no registered keys");
+    if (c->jwks == NULL)
+        return WAF_CLIENT_JWT_REJECTED;
+    char *payload = NULL, token_url[1100];
+    size_t plen = 0;
+    snprintf(token_url, sizeof(token_url), "%s/token", a->cfg->issuer);
+    const char *auds[] = {a->cfg->issuer, token_url, extra_aud, NULL};
+    struct waf_jwt_expect e = {.iss = c->client_id,
+                               .aud = auds,
+                               .now = (int64_t)time(NULL),
+                               .max_lifetime_s = a->cfg->assertion_max_lifetime_s,
+                               .leeway_s = ASSERTION_LEEWAY_S,
+                               .sub_must_equal_iss = client_assertion};
+    bool ok = waf_jose_verify(c->jwks, jwt, strlen(jwt), NULL, &payload, &plen, why, why_len) ==
+                  WAF_JOSE_OK &&
+              waf_jwt_check(payload, plen, &e, facts, why, why_len) == WAF_JOSE_OK;
+    free(payload);
+    if (!ok)
+        return WAF_CLIENT_JWT_REJECTED;
+    int fresh = waf_jti_consume(a, c->client_id, facts->jti, facts->exp);
+    snprintf(why, why_len, "%s",
+             fresh ? "the database is unavailable" : "used before (jti replay)");
+    return fresh > 0    ? WAF_CLIENT_JWT_OK
+           : fresh == 0 ? WAF_CLIENT_JWT_REPLAYED
+                        : WAF_CLIENT_JWT_UNAVAILABLE;
+}
+
 static void invalid_client(struct waf_resp *rs, const char *desc, bool basic)
 {
     waf_oauth_error(rs, 401, "invalid_client", desc);
@@ -164,36 +196,17 @@ static bool by_assertion(struct waf_app *a, const struct waf_form *f, const char
         invalid_client(rs, "client authentication failed", false);
         return false;
     }
-    char *payload = NULL, d[200];
-    size_t plen = 0;
-    char token_url[1100];
-    snprintf(token_url, sizeof(token_url), "%s/token", a->cfg->issuer);
-    const char *auds[] = {a->cfg->issuer, token_url, endpoint_url, NULL};
-    struct waf_jwt_expect e = {.iss = c->client_id,
-                               .aud = auds,
-                               .now = (int64_t)time(NULL),
-                               .max_lifetime_s = a->cfg->assertion_max_lifetime_s,
-                               .leeway_s = ASSERTION_LEEWAY_S,
-                               .sub_must_equal_iss = true};
     struct waf_jwt_facts facts;
-    bool ok = waf_jose_verify(c->jwks, jwt, strlen(jwt), NULL, &payload, &plen, d, sizeof(d)) ==
-                  WAF_JOSE_OK &&
-              waf_jwt_check(payload, plen, &e, &facts, d, sizeof(d)) == WAF_JOSE_OK;
-    free(payload);
-    if (!ok) {
-        char desc[300];
-        snprintf(desc, sizeof(desc), "client assertion rejected: %s", d);
+    char why[200], desc[300];
+    enum waf_client_jwt_result r =
+        waf_client_jwt(a, c, jwt, endpoint_url, true, &facts, why, sizeof(why));
+    if (r != WAF_CLIENT_JWT_OK) {
         waf_client_put(a->clients, c);
-        invalid_client(rs, desc, false);
-        return false;
-    }
-    int fresh = waf_jti_consume(a, c->client_id, facts.jti, facts.exp);
-    if (fresh <= 0) {
-        waf_client_put(a->clients, c);
-        if (fresh < 0)
+        snprintf(desc, sizeof(desc), "client assertion rejected: %s", why);
+        if (r == WAF_CLIENT_JWT_UNAVAILABLE)
             unavailable(rs);
         else
-            invalid_client(rs, "the client assertion was used before (jti replay)", false);
+            invalid_client(rs, desc, false);
         return false;
     }
     *out = c;

@@ -29,6 +29,27 @@ bool waf_client_authenticate(struct waf_app *a, const struct waf_req *rq, const 
                              const char *endpoint_url, bool public_ok, struct waf_resp *rs,
                              const struct waf_client **out);
 
+struct waf_jwt_facts;
+
+enum waf_client_jwt_result {
+    WAF_CLIENT_JWT_OK = 0,
+    WAF_CLIENT_JWT_REJECTED,    /* no keys, bad signature, bad claims (why says which) */
+    WAF_CLIENT_JWT_REPLAYED,    /* its jti was accepted before */
+    WAF_CLIENT_JWT_UNAVAILABLE, /* the database could not record the jti */
+};
+
+/*
+ * Verifies jwt as signed by client c with a key of its registered JWKS: iss = its
+ * client_id, aud one of the issuer, the token endpoint URL and extra_aud (may be NULL),
+ * exp at most token.assertion_max_lifetime ahead, sub = iss when client_assertion
+ * (RFC 7523 3), and its jti not seen before (then recorded). *facts holds the claims on
+ * success; why (one line, never the token or key material) the reason otherwise.
+ */
+enum waf_client_jwt_result waf_client_jwt(struct waf_app *a, const struct waf_client *c,
+                                          const char *jwt, const char *extra_aud,
+                                          bool client_assertion, struct waf_jwt_facts *facts,
+                                          char *why, size_t why_len);
+
 /* Records the jti of a JWT client_id signed, valid until exp: 1 first use, 0 replay, -1
  * database unavailable. Expired records are cleaned up on the way. */
 int waf_jti_consume(struct waf_app *a, const char *client_id, const char *jti, int64_t exp);

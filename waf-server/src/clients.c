@@ -266,28 +266,43 @@ enum waf_client_result waf_clients_authenticate(struct waf_clients *cs, const ch
     return WAF_CLIENT_OK;
 }
 
-bool waf_client_scopes_allowed(const struct waf_client *c, const char *requested)
+bool waf_scope_has(const char *scope, const char *token)
 {
-    const char *p = requested;
-    while (*p) {
+    size_t tl = strlen(token);
+    for (const char *p = scope; *p;) {
+        while (*p == ' ')
+            p++;
+        size_t n = strcspn(p, " ");
+        if (n == tl && n > 0 && strncmp(p, token, n) == 0)
+            return true;
+        p += n;
+    }
+    return false;
+}
+
+bool waf_scope_subset(const char *requested, const char *granted)
+{
+    for (const char *p = requested; *p;) {
         while (*p == ' ')
             p++;
         size_t n = strcspn(p, " ");
         if (n == 0)
             break;
-        bool found = false;
-        for (const char *q = c->scopes; *q && !found;) {
-            while (*q == ' ')
-                q++;
-            size_t m = strcspn(q, " ");
-            found = m == n && strncmp(p, q, n) == 0;
-            q += m;
-        }
-        if (!found)
+        char one[129];
+        if (n >= sizeof(one))
+            return false; /* longer than any scope we grant */
+        memcpy(one, p, n);
+        one[n] = '\0';
+        if (!waf_scope_has(granted, one))
             return false;
         p += n;
     }
     return true;
+}
+
+bool waf_client_scopes_allowed(const struct waf_client *c, const char *requested)
+{
+    return waf_scope_subset(requested, c->scopes);
 }
 
 int waf_clients_bootstrap_admin(struct waf_clients *cs, const char *client_id, const char *secret,

@@ -64,6 +64,10 @@ void waf_client_put(struct waf_clients *cs, const struct waf_client *c);
 
 /* True when every space-separated scope of requested is allowed for c. */
 bool waf_client_scopes_allowed(const struct waf_client *c, const char *requested);
+/* True when the space-separated scope list holds token (exact, case-sensitive). */
+bool waf_scope_has(const char *scope, const char *token);
+/* True when every scope of requested is in granted (both space-separated lists). */
+bool waf_scope_subset(const char *requested, const char *granted);
 
 /* Creates the client when absent (first start): confidential, client_credentials, scope
  * "admin", audience aud, secret given. 1 created, 0 existed, -1 error (detail). */

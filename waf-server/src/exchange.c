@@ -28,22 +28,7 @@
 #define WAF_ANONYMOUS_TOKEN_TYPE "urn:webrtc-ims:params:oauth:token-type:anonymous-session"
 #define JWT_TOKEN_TYPE           "urn:ietf:params:oauth:token-type:jwt"
 #define AT_TOKEN_TYPE            "urn:ietf:params:oauth:token-type:access_token"
-#define ASSERTION_LEEWAY_S       30
 #define IMS_SCOPE                "ims"
-
-static bool has_scope_token(const char *scope, const char *want)
-{
-    size_t wl = strlen(want);
-    for (const char *p = scope; *p;) {
-        while (*p == ' ')
-            p++;
-        size_t n = strcspn(p, " ");
-        if (n == wl && strncmp(p, want, n) == 0)
-            return true;
-        p += n;
-    }
-    return false;
-}
 
 static bool session_id_ok(const char *s)
 {
@@ -68,36 +53,17 @@ static bool portal_user(struct waf_app *a, const struct waf_client *c, const cha
                         "the client has no registered keys to verify its assertions");
         return false;
     }
-    char *payload = NULL, d[200];
-    size_t plen = 0;
-    char token_url[1100];
-    snprintf(token_url, sizeof(token_url), "%s/token", a->cfg->issuer);
-    const char *auds[] = {a->cfg->issuer, token_url, NULL};
-    struct waf_jwt_expect e = {.iss = c->client_id,
-                               .aud = auds,
-                               .now = (int64_t)time(NULL),
-                               .max_lifetime_s = a->cfg->assertion_max_lifetime_s,
-                               .leeway_s = ASSERTION_LEEWAY_S,
-                               .sub_must_equal_iss = false};
     struct waf_jwt_facts facts;
-    bool ok = waf_jose_verify(c->jwks, jwt, strlen(jwt), NULL, &payload, &plen, d, sizeof(d)) ==
-                  WAF_JOSE_OK &&
-              waf_jwt_check(payload, plen, &e, &facts, d, sizeof(d)) == WAF_JOSE_OK;
-    free(payload);
-    if (!ok) {
-        char desc[300];
-        snprintf(desc, sizeof(desc), "subject_token rejected: %s", d);
-        waf_oauth_error(rs, 400, "invalid_grant", desc);
-        return false;
-    }
-    int fresh = waf_jti_consume(a, c->client_id, facts.jti, facts.exp);
-    if (fresh < 0) {
-        waf_oauth_error(rs, 503, "temporarily_unavailable", "the database is unavailable");
+    char why[200], desc[300];
+    enum waf_client_jwt_result r = waf_client_jwt(a, c, jwt, NULL, false, &facts, why, sizeof(why));
+    if (r == WAF_CLIENT_JWT_UNAVAILABLE) {
+        waf_oauth_error(rs, 503, "temporarily_unavailable", why);
         waf_resp_header(rs, "Retry-After", "5");
         return false;
     }
-    if (fresh == 0) {
-        waf_oauth_error(rs, 400, "invalid_grant", "the subject_token was used before (jti replay)");
+    if (r != WAF_CLIENT_JWT_OK) {
+        snprintf(desc, sizeof(desc), "subject_token rejected: %s", why);
+        waf_oauth_error(rs, 400, "invalid_grant", desc);
         return false;
     }
     snprintf(sub, 257, "%s", facts.sub);
@@ -135,7 +101,7 @@ void waf_grant_token_exchange(struct waf_app *a, const struct waf_client *c,
     const char *scope = waf_form_get(f, "scope");
     if (scope == NULL)
         scope = IMS_SCOPE;
-    if (!waf_client_scopes_allowed(c, scope) || !has_scope_token(scope, IMS_SCOPE)) {
+    if (!waf_client_scopes_allowed(c, scope) || !waf_scope_has(scope, IMS_SCOPE)) {
         waf_oauth_error(rs, 400, "invalid_scope",
                         "an IMS token needs the scope ims, and only scopes allowed to the client");
         return;

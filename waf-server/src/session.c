@@ -192,6 +192,61 @@ static int pkce_check(const char *verifier, const char *challenge)
     return strlen(challenge) == 43 && waf_ct_equal(enc, challenge, 43) ? 1 : 0;
 }
 
+/* One redemption of a code or refresh token: a transaction on one connection around the
+ * row of the presented secret, locked FOR UPDATE, and what has to be cleaned up. */
+struct redeem {
+    PGconn *conn;
+    PGresult *row;
+    char hash[70];
+    struct waf_ims_id id;
+    struct revoked rv;
+    char *token;
+    bool committed;   /* the issuance committed */
+    bool revoke;      /* a replay: commit the revocation in rv, then follow it */
+    bool fresh_lease; /* id.lease was made here: give it back unless committed */
+};
+
+/* Hashes secret, starts the transaction and reads its row (sql with $1 the hash) into
+ * r->row. false when the database failed, after answering 503 when rs is not NULL (r is
+ * then ready for redeem_end()). */
+static bool redeem_begin(struct waf_app *a, struct redeem *r, const char *secret, const char *sql,
+                         struct waf_resp *rs)
+{
+    memset(r, 0, sizeof(*r));
+    hash_param(secret, r->hash);
+    r->conn = waf_db_get(a->db);
+    if (r->conn && run(r->conn, "BEGIN")) {
+        const char *p[] = {r->hash};
+        r->row = q(r->conn, sql, 1, p);
+    }
+    if (r->row == NULL && rs)
+        unavailable(rs);
+    return r->row != NULL;
+}
+
+/* Ends the transaction (rolls back what did not commit, commits a replay's revocation and
+ * follows it up), gives back a lease made for nothing, and frees everything. false when
+ * the revocation could not be committed. */
+static bool redeem_end(struct waf_app *a, struct redeem *r)
+{
+    bool ok = true;
+    if (r->conn && !r->committed) {
+        ok = run(r->conn, r->revoke ? "COMMIT" : "ROLLBACK");
+        if (ok && r->revoke)
+            revoked_follow(a, &r->rv);
+        ok = ok || !r->revoke;
+    }
+    PQclear(r->rv.jtis);
+    PQclear(r->rv.leases);
+    if (!r->committed && r->fresh_lease)
+        waf_ims_release(a, r->id.lease, "issue_failed");
+    free(r->token);
+    PQclear(r->row);
+    waf_db_put(a->db, r->conn);
+    waf_ims_id_clear(&r->id);
+    return ok;
+}
+
 void waf_grant_authorization_code(struct waf_app *a, const struct waf_client *c,
                                   const struct waf_form *f, struct waf_resp *rs)
 {
@@ -210,29 +265,15 @@ void waf_grant_authorization_code(struct waf_app *a, const struct waf_client *c,
         waf_oauth_error(rs, 400, "invalid_request", "code and code_verifier (PKCE) are required");
         return;
     }
-    char hash[70];
-    hash_param(code, hash);
-    PGconn *conn = waf_db_get(a->db);
-    if (conn == NULL || !run(conn, "BEGIN")) {
-        waf_db_put(a->db, conn);
-        unavailable(rs);
-        return;
-    }
-    struct waf_ims_id id = {0};
-    struct revoked rv = {0};
-    bool commit = false, fresh_lease = false, replay = false;
-    char *token = NULL;
-    const char *p1[] = {hash};
-    PGresult *row = q(conn,
+    struct redeem r;
+    if (!redeem_begin(a, &r, code,
                       "SELECT client_id, web_identity_id, redirect_uri, scope, code_challenge, "
                       " expires_at > now(), used_at IS NOT NULL, issued_jti, "
                       " extract(epoch FROM issued_exp)::bigint, refresh_family::text "
                       "FROM authorization_codes WHERE code_hash = $1::bytea FOR UPDATE",
-                      1, p1);
-    if (row == NULL) {
-        unavailable(rs);
+                      rs))
         goto done;
-    }
+    PGresult *row = r.row;
     if (PQntuples(row) == 0) {
         waf_oauth_error(rs, 400, "invalid_grant", "the code is unknown");
         goto done;
@@ -245,12 +286,12 @@ void waf_grant_authorization_code(struct waf_app *a, const struct waf_client *c,
         /* Replay: the code may have been stolen; what it issued is revoked (RFC 6749 4.1.2). */
         const char *jti = PQgetisnull(row, 0, 7) ? NULL : PQgetvalue(row, 0, 7);
         const char *fam = PQgetisnull(row, 0, 9) ? NULL : PQgetvalue(row, 0, 9);
-        if (!revoke_family(conn, fam, jti, PQgetvalue(row, 0, 8), "authorization code replayed",
-                           c->client_id, &rv)) {
+        if (!revoke_family(r.conn, fam, jti, PQgetvalue(row, 0, 8), "authorization code replayed",
+                           c->client_id, &r.rv)) {
             unavailable(rs);
             goto done;
         }
-        commit = replay = true;
+        r.revoke = true;
         waf_oauth_error(rs, 400, "invalid_grant",
                         "the code was used before; the tokens it issued are revoked");
         goto done;
@@ -266,81 +307,44 @@ void waf_grant_authorization_code(struct waf_app *a, const struct waf_client *c,
     }
     int pk = pkce_check(verifier, PQgetvalue(row, 0, 4));
     if (pk <= 0) {
-        waf_oauth_error(rs, pk < 0 ? 400 : 400, pk < 0 ? "invalid_request" : "invalid_grant",
+        waf_oauth_error(rs, 400, pk < 0 ? "invalid_request" : "invalid_grant",
                         pk < 0 ? "code_verifier must be 43..128 unreserved characters"
                                : "PKCE verification failed (code_verifier does not match)");
         goto done;
     }
     int64_t wid = atoll(PQgetvalue(row, 0, 1));
     const char *scope = PQgetvalue(row, 0, 3);
-    if (!identity(a, conn, c, wid, NULL, &id, &fresh_lease, rs))
+    if (!identity(a, r.conn, c, wid, NULL, &r.id, &r.fresh_lease, rs))
         goto done;
     struct waf_issued is;
-    if (!waf_mint(a, c, id.sub, scope, &id, &token, &is)) {
+    if (!waf_mint(a, c, r.id.sub, scope, &r.id, &r.token, &is)) {
         waf_oauth_error(rs, 500, "server_error", "could not issue the token");
         goto done;
     }
     char refresh[48] = "", family[37] = "", exps[24];
     if ((c->grants & WAF_GRANT_REFRESH) &&
-        !new_refresh(a, conn, c, wid, scope, &id, &is, NULL, refresh, family)) {
+        !new_refresh(a, r.conn, c, wid, scope, &r.id, &is, NULL, refresh, family)) {
         unavailable(rs);
         goto done;
     }
     snprintf(exps, sizeof(exps), "%lld", (long long)is.exp);
-    const char *p2[] = {hash, is.jti, exps, family[0] ? family : NULL};
-    PGresult *u = q(conn,
+    const char *p2[] = {r.hash, is.jti, exps, family[0] ? family : NULL};
+    PGresult *u = q(r.conn,
                     "UPDATE authorization_codes SET used_at = now(), issued_jti = $2, "
                     " issued_exp = to_timestamp($3::bigint), refresh_family = $4::uuid "
                     "WHERE code_hash = $1::bytea",
                     4, p2);
     PQclear(u);
-    if (u == NULL || !run(conn, "COMMIT")) {
+    if (u == NULL || !run(r.conn, "COMMIT")) {
         unavailable(rs);
         goto done;
     }
-    commit = true;
-    waf_token_response(a, token, &is, scope, &id, refresh[0] ? refresh : NULL, false, rs);
-    token = NULL;
+    r.committed = true;
+    waf_token_response(a, r.token, &is, scope, &r.id, refresh[0] ? refresh : NULL, false, rs);
+    r.token = NULL;
     OPENSSL_cleanse(refresh, sizeof(refresh));
 done:
-    if (!commit || replay) {
-        if (replay ? !run(conn, "COMMIT") : !run(conn, "ROLLBACK"))
-            replay = false;
-    }
-    if (replay)
-        revoked_follow(a, &rv);
-    PQclear(rv.jtis);
-    PQclear(rv.leases);
-    if (!commit && fresh_lease)
-        waf_ims_release(a, id.lease, "issue_failed");
-    free(token);
-    PQclear(row);
-    waf_db_put(a->db, conn);
-    waf_ims_id_clear(&id);
-}
-
-/* True when every scope token of req is in granted. */
-static bool scope_subset(const char *req, const char *granted)
-{
-    for (const char *p = req; *p;) {
-        while (*p == ' ')
-            p++;
-        size_t n = strcspn(p, " ");
-        if (n == 0)
-            break;
-        bool found = false;
-        for (const char *g = granted; *g && !found;) {
-            while (*g == ' ')
-                g++;
-            size_t m = strcspn(g, " ");
-            found = m == n && strncmp(p, g, n) == 0;
-            g += m;
-        }
-        if (!found)
-            return false;
-        p += n;
-    }
-    return true;
+    redeem_end(a, &r);
 }
 
 void waf_grant_refresh_token(struct waf_app *a, const struct waf_client *c,
@@ -358,28 +362,14 @@ void waf_grant_refresh_token(struct waf_app *a, const struct waf_client *c,
         waf_oauth_error(rs, 400, "invalid_request", "refresh_token is required");
         return;
     }
-    char hash[70];
-    hash_param(rt, hash);
-    PGconn *conn = waf_db_get(a->db);
-    if (conn == NULL || !run(conn, "BEGIN")) {
-        waf_db_put(a->db, conn);
-        unavailable(rs);
-        return;
-    }
-    struct waf_ims_id id = {0};
-    struct revoked rv = {0};
-    bool commit = false, fresh_lease = false, reuse = false;
-    char *token = NULL;
-    const char *p1[] = {hash};
-    PGresult *row = q(conn,
+    struct redeem r;
+    if (!redeem_begin(a, &r, rt,
                       "SELECT id::text, family_id::text, client_id, web_identity_id, scope, "
                       " expires_at > now(), used_at IS NOT NULL, revoked_at IS NOT NULL, "
                       " lease_id::text FROM refresh_tokens WHERE token_hash = $1::bytea FOR UPDATE",
-                      1, p1);
-    if (row == NULL) {
-        unavailable(rs);
+                      rs))
         goto done;
-    }
+    PGresult *row = r.row;
     if (PQntuples(row) == 0 || strcmp(PQgetvalue(row, 0, 2), c->client_id) != 0) {
         waf_oauth_error(rs, 400, "invalid_grant", "the refresh token is unknown");
         goto done;
@@ -390,12 +380,12 @@ void waf_grant_refresh_token(struct waf_app *a, const struct waf_client *c,
     }
     if (PQgetvalue(row, 0, 6)[0] == 't') {
         /* A spent token again: stolen or replayed; the whole session goes. */
-        if (!revoke_family(conn, PQgetvalue(row, 0, 1), NULL, NULL, "refresh token reused",
-                           c->client_id, &rv)) {
+        if (!revoke_family(r.conn, PQgetvalue(row, 0, 1), NULL, NULL, "refresh token reused",
+                           c->client_id, &r.rv)) {
             unavailable(rs);
             goto done;
         }
-        commit = reuse = true;
+        r.revoke = true;
         waf_oauth_error(rs, 400, "invalid_grant",
                         "the refresh token was used before; the session is revoked");
         goto done;
@@ -408,7 +398,7 @@ void waf_grant_refresh_token(struct waf_app *a, const struct waf_client *c,
     const char *scope = waf_form_get(f, "scope");
     if (scope == NULL)
         scope = granted;
-    if (!scope_subset(scope, granted)) {
+    if (!waf_scope_subset(scope, granted)) {
         waf_oauth_error(rs, 400, "invalid_scope", "the scope exceeds what was granted");
         goto done;
     }
@@ -418,76 +408,49 @@ void waf_grant_refresh_token(struct waf_app *a, const struct waf_client *c,
     }
     int64_t wid = atoll(PQgetvalue(row, 0, 3));
     const char *lease = PQgetisnull(row, 0, 8) ? NULL : PQgetvalue(row, 0, 8);
-    if (!identity(a, conn, c, wid, lease, &id, &fresh_lease, rs))
+    if (!identity(a, r.conn, c, wid, lease, &r.id, &r.fresh_lease, rs))
         goto done;
     struct waf_issued is;
-    if (!waf_mint(a, c, id.sub, scope, &id, &token, &is)) {
+    if (!waf_mint(a, c, r.id.sub, scope, &r.id, &r.token, &is)) {
         waf_oauth_error(rs, 500, "server_error", "could not issue the token");
         goto done;
     }
     const char *p2[] = {PQgetvalue(row, 0, 0)};
-    PGresult *u = q(conn, "UPDATE refresh_tokens SET used_at = now() WHERE id = $1::uuid", 1, p2);
+    PGresult *u = q(r.conn, "UPDATE refresh_tokens SET used_at = now() WHERE id = $1::uuid", 1, p2);
     PQclear(u);
     char refresh[48], family[37];
     if (u == NULL ||
-        !new_refresh(a, conn, c, wid, granted, &id, &is, PQgetvalue(row, 0, 1), refresh, family) ||
-        !run(conn, "COMMIT")) {
+        !new_refresh(a, r.conn, c, wid, granted, &r.id, &is, PQgetvalue(row, 0, 1), refresh,
+                     family) ||
+        !run(r.conn, "COMMIT")) {
         unavailable(rs);
         goto done;
     }
-    commit = true;
-    waf_token_response(a, token, &is, scope, &id, refresh, false, rs);
-    token = NULL;
+    r.committed = true;
+    waf_token_response(a, r.token, &is, scope, &r.id, refresh, false, rs);
+    r.token = NULL;
     OPENSSL_cleanse(refresh, sizeof(refresh));
 done:
-    if (!commit || reuse) {
-        if (reuse ? !run(conn, "COMMIT") : !run(conn, "ROLLBACK"))
-            reuse = false;
-    }
-    if (reuse)
-        revoked_follow(a, &rv);
-    PQclear(rv.jtis);
-    PQclear(rv.leases);
-    if (!commit && fresh_lease)
-        waf_ims_release(a, id.lease, "issue_failed");
-    free(token);
-    PQclear(row);
-    waf_db_put(a->db, conn);
-    waf_ims_id_clear(&id);
+    redeem_end(a, &r);
 }
 
 int waf_revoke_refresh(struct waf_app *a, const struct waf_client *c, const char *token)
 {
-    char hash[70];
-    hash_param(token, hash);
-    PGconn *conn = waf_db_get(a->db);
-    if (conn == NULL || !run(conn, "BEGIN")) {
-        waf_db_put(a->db, conn);
-        return -1;
+    struct redeem r;
+    int rc = -1;
+    if (redeem_begin(a, &r, token,
+                     "SELECT family_id::text, client_id FROM refresh_tokens "
+                     "WHERE token_hash = $1::bytea FOR UPDATE",
+                     NULL)) {
+        rc = 0;
+        if (PQntuples(r.row) == 1 && (strcmp(PQgetvalue(r.row, 0, 1), c->client_id) == 0 ||
+                                      waf_client_scopes_allowed(c, "admin"))) {
+            r.revoke = revoke_family(r.conn, PQgetvalue(r.row, 0, 0), NULL, NULL,
+                                     "refresh token revoked", c->client_id, &r.rv);
+            rc = r.revoke ? 1 : -1;
+        }
     }
-    const char *p1[] = {hash};
-    PGresult *row = q(conn,
-                      "SELECT family_id::text, client_id FROM refresh_tokens "
-                      "WHERE token_hash = $1::bytea FOR UPDATE",
-                      1, p1);
-    struct revoked rv = {0};
-    int rc = row ? 0 : -1;
-    if (row && PQntuples(row) == 1 &&
-        (strcmp(PQgetvalue(row, 0, 1), c->client_id) == 0 ||
-         waf_client_scopes_allowed(c, "admin"))) {
-        rc = revoke_family(conn, PQgetvalue(row, 0, 0), NULL, NULL, "refresh token revoked",
-                           c->client_id, &rv) &&
-                     run(conn, "COMMIT")
-                 ? 1
-                 : -1;
-    }
-    if (rc <= 0)
-        run(conn, "ROLLBACK");
-    if (rc == 1)
-        revoked_follow(a, &rv);
-    PQclear(rv.jtis);
-    PQclear(rv.leases);
-    PQclear(row);
-    waf_db_put(a->db, conn);
+    if (!redeem_end(a, &r))
+        rc = -1;
     return rc;
 }
