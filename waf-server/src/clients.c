@@ -242,17 +242,11 @@ enum waf_client_result waf_clients_get(struct waf_clients *cs, const char *clien
 enum waf_client_result waf_clients_authenticate(struct waf_clients *cs, const char *client_id,
                                                 const char *secret, const struct waf_client **out)
 {
+    const struct waf_client *k;
+    enum waf_client_result r = waf_clients_get(cs, client_id, &k);
     *out = NULL;
-    if (client_id == NULL || strlen(client_id) > 128)
-        return WAF_CLIENT_UNKNOWN;
-    struct waf_client *k;
-    enum waf_client_result r = lookup(cs, client_id, &k);
     if (r != WAF_CLIENT_OK)
         return r;
-    if (!k->active) {
-        waf_client_put(cs, k);
-        return WAF_CLIENT_UNKNOWN;
-    }
     /* Always compute the MAC, so that a client without one takes as long. */
     static const uint8_t none[32];
     bool ok = waf_secret_verify(cs->server_key, secret ? secret : "", k->has_mac ? k->mac : none) ==
