@@ -387,17 +387,15 @@ static enum login check_password(struct waf_app *a, const char *user, const char
         snprintf(maxf, sizeof(maxf), "%ld", a->cfg->login_max_failures);
         snprintf(lock, sizeof(lock), "%ld", a->cfg->login_lockout_s);
         const char *p3[] = {ids, maxf, lock};
-        PGresult *u;
-        if (locked) {
-            u = waf_db_exec(c, "SELECT 1", 0, NULL, state, d, sizeof(d)); /* stays locked */
-        } else if (match && active) {
+        PGresult *u = NULL;
+        if (match && active && !locked) {
             u = waf_db_exec(c,
                             "UPDATE password_credentials SET failed_attempts = 0, "
                             "locked_until = NULL WHERE web_identity_id = $1::bigint",
                             1, p3, state, d, sizeof(d));
             result = u ? LOGIN_OK : LOGIN_UNAVAILABLE;
             *wid = atoll(ids);
-        } else {
+        } else if (!locked) { /* a locked account stays as it is until the lock ends */
             /* The n-th consecutive failure locks the account and starts counting again. */
             u = waf_db_exec(c,
                             "UPDATE password_credentials SET "

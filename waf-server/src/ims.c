@@ -254,11 +254,6 @@ static bool uuid_ok(const char *s, size_t n)
     return true;
 }
 
-static void lease_error(struct waf_resp *rs, int status, const char *error, const char *desc)
-{
-    waf_oauth_error(rs, status, error, desc);
-}
-
 /*
  * POST /leases/{id}/renew (optional ttl, seconds) and POST /leases/{id}/release (optional
  * reason): for the eP-CSCF, authenticated as a client allowed the scope ims.lease
@@ -284,11 +279,12 @@ void waf_h_lease(void *app, const struct waf_req *rq, struct waf_resp *rs)
     if (!waf_client_authenticate(a, rq, f, url, false, rs, &c))
         goto out;
     if (!waf_client_scopes_allowed(c, LEASE_SCOPE)) {
-        lease_error(rs, 403, "insufficient_scope", "the client is not allowed the scope ims.lease");
+        waf_oauth_error(rs, 403, "insufficient_scope",
+                        "the client is not allowed the scope ims.lease");
         goto out;
     }
     if (!uuid_ok(rest, (size_t)(slash - rest))) {
-        lease_error(rs, 404, "invalid_lease", "no such lease");
+        waf_oauth_error(rs, 404, "invalid_lease", "no such lease");
         goto out;
     }
     char id[37];
@@ -301,7 +297,7 @@ void waf_h_lease(void *app, const struct waf_req *rq, struct waf_resp *rs)
         char *end;
         ttl = strtol(t, &end, 10);
         if (*t < '0' || *t > '9' || *end || ttl < 1 || ttl > 604800) {
-            lease_error(rs, 400, "invalid_request", "ttl must be 1..604800 seconds");
+            waf_oauth_error(rs, 400, "invalid_request", "ttl must be 1..604800 seconds");
             goto out;
         }
     }
@@ -312,7 +308,7 @@ void waf_h_lease(void *app, const struct waf_req *rq, struct waf_resp *rs)
         for (size_t i = 0; ok && i < n; i++)
             ok = (reason[i] >= 'a' && reason[i] <= 'z') || reason[i] == '_';
         if (!ok) {
-            lease_error(rs, 400, "invalid_request", "reason must be 1..64 of [a-z_]");
+            waf_oauth_error(rs, 400, "invalid_request", "reason must be 1..64 of [a-z_]");
             goto out;
         }
     }
@@ -336,11 +332,11 @@ void waf_h_lease(void *app, const struct waf_req *rq, struct waf_resp *rs)
     } else if (r == IMSPOOL_OK) {
         waf_json_take(rs, 200, json_pack("{s:s, s:s}", "lease_id", id, "state", "released"));
     } else if (r == IMSPOOL_ERR_LEASE_UNKNOWN) {
-        lease_error(rs, 404, "invalid_lease", "no such lease");
+        waf_oauth_error(rs, 404, "invalid_lease", "no such lease");
     } else if (r == IMSPOOL_ERR_LEASE_RELEASED) {
-        lease_error(rs, 409, "lease_ended", "the lease was released or has expired");
+        waf_oauth_error(rs, 409, "lease_ended", "the lease was released or has expired");
     } else if (r == IMSPOOL_ERR_INVALID_ARG) {
-        lease_error(rs, 400, "invalid_request", d);
+        waf_oauth_error(rs, 400, "invalid_request", d);
     } else {
         pool_unavailable(rs, "the identity pool is unavailable", 5);
     }
