@@ -3,6 +3,7 @@
 #include "sipmsg.h"
 
 #include <osipparser2/osip_parser.h>
+#include <osipparser2/osip_port.h>
 
 #include <pthread.h>
 #include <stdarg.h>
@@ -24,6 +25,9 @@ static int init_result = -1; /* written once inside pthread_once, read-only afte
 
 static void init_run(void)
 {
+    /* libosip2's own trace lines go to stdout: silence them (errors come back to us). */
+    for (int l = 0; l < END_TRACE_LEVEL; l++)
+        osip_trace_disable_level((osip_trace_level_t)l);
     init_result = parser_init() == 0 ? 0 : -1;
 }
 

@@ -103,8 +103,9 @@ static bool replies(struct waf_redis *r, int n)
 
 bool waf_redis_revoke(struct waf_redis *r, const char *set_key, const char *jti, int64_t exp)
 {
-    char zkey[300], score[24], cutoff[32];
+    char zkey[300], feed[300], score[24], cutoff[32];
     snprintf(zkey, sizeof(zkey), "%s:exp", set_key);
+    snprintf(feed, sizeof(feed), "%s:feed", set_key);
     snprintf(score, sizeof(score), "%lld", (long long)exp);
     snprintf(cutoff, sizeof(cutoff), "%lld", (long long)time(NULL) - LEEWAY_S);
     pthread_mutex_lock(&r->lock);
@@ -112,9 +113,12 @@ bool waf_redis_revoke(struct waf_redis *r, const char *set_key, const char *jti,
     if (ok) {
         const char *sadd[] = {"SADD", set_key, jti};
         const char *zadd[] = {"ZADD", zkey, score, jti};
+        /* The feed after SADD: a subscriber that checks the set on a message finds it. */
+        const char *publish[] = {"PUBLISH", feed, jti};
         redisAppendCommandArgv(r->c, 3, sadd, NULL);
         redisAppendCommandArgv(r->c, 4, zadd, NULL);
-        ok = replies(r, 2);
+        redisAppendCommandArgv(r->c, 3, publish, NULL);
+        ok = replies(r, 3);
     }
     if (ok) {
         /* Forget revocations of tokens that have expired anyway. */

@@ -17,8 +17,12 @@ struct waf_redis *waf_redis_new(const char *url);
 void waf_redis_free(struct waf_redis *r); /* accepts NULL */
 
 /* Adds jti to the revoked set (read by libimsauth) and remembers its expiry so that it is
- * removed once the token has expired anyway (plus leeway); also removes up to 100 such
- * expired entries. false when Redis cannot be reached or refuses. */
+ * removed once the token has expired anyway (plus leeway); in the same pipeline, after the
+ * SADD, publishes jti on the channel <set_key>:feed ("imsauth:revoked:feed" by default) so
+ * that subscribers (the eP-CSCF's revocation feed) can end live sessions at once instead of
+ * at their next check; also removes up to 100 such expired entries. A subscriber that was
+ * disconnected misses messages and re-reads the set. false when Redis cannot be reached or
+ * refuses. */
 bool waf_redis_revoke(struct waf_redis *r, const char *set_key, const char *jti, int64_t exp);
 
 /*
