@@ -19,12 +19,15 @@ for b in "$waf" "$imspool" "$ep"; do
 done
 command -v kamailio >/dev/null || { echo "FAIL: kamailio not installed (scripts/install-deps)" >&2; exit 1; }
 
+ulimit -n 8192 # the fault test holds 1,000 connections from one client process
 stack=$(mktemp -d /tmp/epcscf-e2e.XXXXXX)
 chmod 755 "$stack" # PostgreSQL runs as user postgres when we are root
 pids=()
 cleanup() {
     local rc=$?
     trap - EXIT INT TERM
+    set +e # tear everything down even when a step here fails
+    [[ -s $stack/waf.pids ]] && mapfile -t -O "${#pids[@]}" pids <"$stack/waf.pids"
     for p in "${pids[@]}"; do
         kill -TERM "$p" 2>/dev/null && wait "$p" 2>/dev/null
     done
@@ -87,13 +90,23 @@ SQL
 
 wport=$(free_port) waport=$(free_port)
 issuer="http://127.0.0.1:$wport"
-WAF_ISSUER=$issuer WAF_PUBLIC_LISTEN="127.0.0.1:$wport" WAF_ADMIN_LISTEN="127.0.0.1:$waport" \
-    WAF_DATABASE_URL="$DATABASE_URL" WAF_REDIS_URL="$REDIS_URL" WAF_KEYS_KEK_FILE="$stack/kek.hex" \
-    WAF_SECRETS_SERVER_KEY_FILE="$stack/server-key.hex" \
-    WAF_BOOTSTRAP_ADMIN_CLIENT_SECRET="$(secret)" WAF_TOKEN_LIFETIME=600 \
-    "$waf" >"$stack/waf.log" 2>&1 &
-pids+=($!)
-wait_http "$issuer/healthz" "${pids[-1]}" waf-server
+# A script, so the fault test can start the WAF again after stopping it.
+cat >"$stack/start-waf.sh" <<EOS
+#!/usr/bin/env bash
+WAF_ISSUER=$issuer WAF_PUBLIC_LISTEN=127.0.0.1:$wport WAF_ADMIN_LISTEN=127.0.0.1:$waport \\
+    WAF_DATABASE_URL='$DATABASE_URL' WAF_REDIS_URL='$REDIS_URL' WAF_KEYS_KEK_FILE=$stack/kek.hex \\
+    WAF_SECRETS_SERVER_KEY_FILE=$stack/server-key.hex \\
+    WAF_BOOTSTRAP_ADMIN_CLIENT_SECRET='$(secret)' WAF_TOKEN_LIFETIME=600 \\
+    '$waf' >>'$stack/waf.log' 2>&1 &
+echo \$! >>'$stack/waf.pids'
+for _ in \$(seq 1 100); do
+    curl -fsS '$issuer/healthz' >/dev/null 2>&1 && exit 0
+    sleep 0.1
+done
+exit 1
+EOS
+chmod +x "$stack/start-waf.sh"
+"$stack/start-waf.sh" || fail "waf-server not answering at $issuer"
 
 # ---- the IMS core stand-in ---------------------------------------------------------------
 kport=$(free_port)
@@ -101,6 +114,7 @@ kamailio -DD -E -f "$src/tests/ims-core/kamailio.cfg" -l "udp:127.0.0.1:$kport" 
     -l "tcp:127.0.0.1:$kport" -Y "$stack" -P "$stack/kamailio.pid" -m 32 -M 8 \
     >"$stack/kamailio.log" 2>&1 &
 pids+=($!)
+kamailio_pid=${pids[-1]}
 
 # ---- the eP-CSCF: WS and WSS (self-signed certificate) ------------------------------------
 openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 2 \
@@ -114,11 +128,12 @@ wss.listen = 127.0.0.1:$wssport
 wss.cert = $stack/wss.crt
 wss.key = $stack/wss.key
 ws.allowed_origins = http://127.0.0.1:$pageport
-ws.ping_interval = 5
-ws.ping_timeout = 5
+ws.ping_interval = 20
+ws.max_connections_per_ip = 5000
+ws.ping_timeout = 10
 mw.listen = 127.0.0.1:$mwport
 mw.next_hop = 127.0.0.1:$kport
-mw.transaction_timeout = 4000
+mw.transaction_timeout = 8000
 ims.realm = home1.net
 token.issuer = $issuer
 token.audience = epcscf.home1.net
@@ -166,6 +181,12 @@ if [[ ${E2E_BROWSER:-1} != 0 ]]; then
     done
     grep -q 'ims-core: INVITE to ' "$stack/kamailio.log" || fail "no INVITE reached the IMS core"
 fi
+
+# Faults last: they stop the WAF, restart Redis and stop the IMS core.
+export E2E_WAF_PID=$(head -1 "$stack/waf.pids") E2E_KAMAILIO_PID=$kamailio_pid
+export E2E_WAF_START="$stack/start-waf.sh"
+export E2E_REDIS_RESTART="DEVSTACK_DIR=$stack $devstack restart redis >/dev/null"
+python3 "$src/tests/epcscf/test_epcscf_faults.py" || fail "test_epcscf_faults.py"
 
 kill -TERM "$ep_pid"
 wait "$ep_pid" || fail "epcscf-ref did not stop cleanly (exit $?)"

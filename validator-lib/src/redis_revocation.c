@@ -6,6 +6,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 #include <time.h>
 
 #define JTI_MAX 128 /* longer jti values are checked but not cached */
@@ -150,6 +151,11 @@ static bool ensure_connected(struct imsauth_redis_revocation *r, int64_t now)
             return false;
         }
     }
+    /* Named so operators (and tests) can tell the connection apart in CLIENT LIST; an ACL
+     * refusing the command changes nothing. */
+    redisReply *named = redisCommand(rc, "CLIENT SETNAME imsauth-revocation:%d", (int)getpid());
+    if (named)
+        freeReplyObject(named);
     r->rc = rc;
     return true;
 }
@@ -174,17 +180,25 @@ IMSAUTH_API enum imsauth_revocation imsauth_redis_revoked(const char *jti, int64
         res = s->revoked ? IMSAUTH_IS_REVOKED : IMSAUTH_NOT_REVOKED;
         goto out;
     }
-    if (!ensure_connected(r, now))
-        goto out;
-    redisReply *rep = redisCommand(r->rc, "SISMEMBER %s %s", r->key, jti);
-    if (rep == NULL || rep->type != REDIS_REPLY_INTEGER) {
+    redisReply *rep = NULL;
+    /* A kept connection may have died since the last check (Redis restarted, an idle
+     * timeout): then one new connection is tried at once, so a Redis that is back answers
+     * this check instead of failing it closed. */
+    for (int attempt = 0;; attempt++) {
+        bool kept = r->rc != NULL;
+        if (!ensure_connected(r, now))
+            goto out;
+        rep = redisCommand(r->rc, "SISMEMBER %s %s", r->key, jti);
+        if (rep != NULL && rep->type == REDIS_REPLY_INTEGER)
+            break;
         rlog(r, IMSAUTH_LOG_WARN, "revocation: Redis query failed; reconnecting");
         if (rep)
             freeReplyObject(rep);
         redisFree(r->rc);
         r->rc = NULL;
         r->next_connect_ms = 0;
-        goto out;
+        if (!kept || attempt > 0)
+            goto out;
     }
     res = rep->integer ? IMSAUTH_IS_REVOKED : IMSAUTH_NOT_REVOKED;
     freeReplyObject(rep);

@@ -94,6 +94,43 @@ Test(redis_revocation, revoke_reaches_verifier_within_cache_window, .timeout = 6
     EVP_PKEY_free(k);
 }
 
+/* Redis drops the checker's connection (as on a restart): the next check connects again
+ * and answers, instead of failing closed once. */
+Test(redis_revocation, dropped_connection_answers_next_check, .timeout = 30)
+{
+    const char *url = getenv("REDIS_URL");
+    cr_assert_not_null(url, "REDIS_URL must be set (scripts/devstack up)");
+    char key[64], name[64];
+    snprintf(key, sizeof(key), "test:revoked:drop:%d", (int)getpid());
+    snprintf(name, sizeof(name), "imsauth-revocation:%d", (int)getpid());
+    redisContext *rc = admin(url);
+    cmd(rc, "SADD %s %s", key, "gone");
+    struct imsauth_redis_revocation *rv;
+    struct imsauth_redis_opts ro = {.url = url, .key = key, .cache_ms = 1};
+    cr_assert_eq(imsauth_redis_revocation_alloc(&rv, &ro, NULL, 0), IMSAUTH_OK);
+    cr_assert_eq(imsauth_redis_revoked("fine", 2000000000, rv), IMSAUTH_NOT_REVOKED);
+    /* Kill exactly this process's checker connection (by the name it gives itself). */
+    redisReply *list = redisCommand(rc, "CLIENT LIST");
+    cr_assert(list && list->type == REDIS_REPLY_STRING);
+    long long id = -1;
+    for (char *line = strtok(list->str, "\n"); line; line = strtok(NULL, "\n")) {
+        char *n = strstr(line, " name=");
+        if (n && strncmp(n + 6, name, strlen(name)) == 0 && n[6 + strlen(name)] == ' ')
+            id = strtoll(strstr(line, "id=") + 3, NULL, 10);
+    }
+    freeReplyObject(list);
+    cr_assert_geq(id, 0, "the checker's connection is not in CLIENT LIST");
+    redisReply *k = redisCommand(rc, "CLIENT KILL ID %lld", id);
+    cr_assert(k && k->type == REDIS_REPLY_INTEGER && k->integer == 1);
+    freeReplyObject(k);
+    sleep_ms(5);
+    cr_assert_eq(imsauth_redis_revoked("gone", 2000000000, rv), IMSAUTH_IS_REVOKED);
+    cr_assert_eq(imsauth_redis_revoked("fine2", 2000000000, rv), IMSAUTH_NOT_REVOKED);
+    cmd(rc, "DEL %s", key, NULL);
+    imsauth_redis_revocation_free(rv);
+    redisFree(rc);
+}
+
 Test(redis_revocation, redis_down_fails_closed)
 {
     /* A port nobody listens on: the check must say "unknown", never "not revoked". */
