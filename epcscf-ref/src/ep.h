@@ -166,6 +166,7 @@ struct ep_worker {
     void *ws_retry;   /* lws_retry_bo_t: ping / idle policy of the vhosts */
     void *listeners;  /* ws.c: the WS and WSS listening sockets */
     int mw_fd;
+    void *mw_tcp; /* mw.c: the Mw TCP listener and connections */
     GSource *mw_src;
     uint64_t next_flow;
     GHashTable *flows; /* id (uint64 key) -> struct ep_flow */
@@ -197,7 +198,12 @@ struct ep_flow *ep_flow_by_token(struct ep_worker *w, const char *token);
 /* ---- mw.c ------------------------------------------------------------------------------- */
 int ep_mw_start(struct ep_worker *w, char *detail, size_t dlen);
 void ep_mw_stop(struct ep_worker *w);
-/* Sends one datagram towards the core; failures are logged and counted, not returned. */
+/* True when requests to the core go over TCP (mw.transport = tcp): no retransmissions. */
+bool ep_mw_reliable(const struct ep_worker *w);
+/* "TCP" or "UDP", for our Via towards the core. */
+const char *ep_mw_via_transport(const struct ep_worker *w);
+/* Sends one message towards the core (TCP when a connection to that address exists or
+ * mw.transport is tcp, else UDP); failures are logged, not returned. */
 void ep_mw_send(struct ep_worker *w, const struct sockaddr *to, socklen_t tolen, const char *buf,
                 size_t len);
 

@@ -179,6 +179,26 @@ static void tx_start_timers(struct ep_tx *tx, bool retransmit)
 
 /* ---- sending ----------------------------------------------------------------------------- */
 
+/* We answered a WIC's INVITE with a final non-2xx ourselves: its ACK (same branch) must be
+ * absorbed here, not routed to the core. A placeholder transaction remembers the answer for
+ * LINGER_MS. */
+static void remember_local_final(struct ep_flow *f, osip_message_t *req, int status)
+{
+    const char *branch = ep_via_branch(req);
+    if (branch == NULL)
+        return;
+    struct ep_worker *w = f->w;
+    char ours[48], ukey[160];
+    snprintf(ours, sizeof(ours), "local-%llx", (unsigned long long)++w->branch_seq);
+    snprintf(ukey, sizeof(ukey), "w%llx:%.100s", (unsigned long long)f->id, branch);
+    struct ep_tx *tx = tx_new(w, TX_LOCAL, EP_M_INVITE, ours);
+    tx->flow_id = f->id;
+    tx->status = status;
+    tx->ukey = g_strdup(ukey);
+    g_hash_table_replace(w->stx, tx->ukey, tx);
+    tx_linger(tx);
+}
+
 void ep_reply_wic(struct ep_flow *f, osip_message_t *req, int status, const char *reason,
                   const char *extra)
 {
@@ -189,6 +209,8 @@ void ep_reply_wic(struct ep_flow *f, osip_message_t *req, int status, const char
     if (status >= 200) {
         enum ep_method m = ep_method_of(req->sip_method);
         ep_count_final(f->w->app, m, status);
+        if (m == EP_M_INVITE && status >= 300)
+            remember_local_final(f, req, status);
     }
 }
 
@@ -216,8 +238,8 @@ void ep_route_dst(struct ep_app *app, osip_message_t *m, struct sockaddr_storage
 void ep_flow_uri(struct ep_flow *f, char *out, size_t n, bool ob)
 {
     struct ep_app *app = f->w->app;
-    snprintf(out, n, "<sip:%s@%s:%u;lr%s>", f->token, app->mw_host, app->mw_port + f->w->index,
-             ob ? ";ob" : "");
+    snprintf(out, n, "<sip:%s@%s:%u;lr%s%s>", f->token, app->mw_host, app->mw_port + f->w->index,
+             ep_mw_reliable(f->w) ? ";transport=tcp" : "", ob ? ";ob" : "");
 }
 
 void ep_forward_to_core(struct ep_flow *f, osip_message_t *req, struct reg_pending *reg,
@@ -232,7 +254,7 @@ void ep_forward_to_core(struct ep_flow *f, osip_message_t *req, struct reg_pendi
     tx->flow_id = f->id;
     tx->reg = reg;
     ep_route_dst(app, req, &tx->dst, &tx->dst_len);
-    ep_via_push(req, "UDP", app->mw_host, app->mw_port + w->index, branch);
+    ep_via_push(req, ep_mw_via_transport(w), app->mw_host, app->mw_port + w->index, branch);
     tx->out = ep_msg_text(req, &tx->out_len);
     tx->req = req;
     if (tx->out == NULL) {
@@ -251,7 +273,7 @@ void ep_forward_to_core(struct ep_flow *f, osip_message_t *req, struct reg_pendi
         g_hash_table_remove(w->tx, tx->key);
         return;
     }
-    tx_start_timers(tx, true);
+    tx_start_timers(tx, !ep_mw_reliable(tx->w));
 }
 
 void ep_send_local(struct ep_worker *w, const char *text, size_t len, const char *branch,
@@ -263,7 +285,7 @@ void ep_send_local(struct ep_worker *w, const char *text, size_t len, const char
     memcpy(&tx->dst, dst, dst_len);
     tx->dst_len = dst_len;
     ep_mw_send(w, dst, dst_len, text, len);
-    tx_start_timers(tx, true);
+    tx_start_timers(tx, !ep_mw_reliable(tx->w));
 }
 
 /* ACK (for a non-2xx final answer) or CANCEL built from the request a transaction sent. */
@@ -342,6 +364,11 @@ static void strip_client_headers(osip_message_t *m)
     ep_hdr_del(m, "P-Charging-Vector");
     ep_hdr_del(m, "P-Charging-Function-Addresses");
     ep_hdr_del(m, "P-Visited-Network-ID");
+    /* No IPsec sec-agree on W2 (EPC-11): the option tags must not reach the core. */
+    ep_hdr_del(m, "Security-Client");
+    ep_hdr_del(m, "Security-Verify");
+    ep_hdr_drop_token(m, "Require", "sec-agree");
+    ep_hdr_drop_token(m, "Proxy-Require", "sec-agree");
 }
 
 /* Pops the Route entries naming us; returns the flow token of the last one (owned), NULL
@@ -358,6 +385,18 @@ static char *pop_our_routes(struct ep_app *app, osip_message_t *m)
     }
     osip_message_force_update(m);
     return token;
+}
+
+/* False when the first Route entry naming us carries another flow's token. */
+static bool route_is_own(struct ep_flow *f, osip_message_t *m)
+{
+    struct ep_app *app = f->w->app;
+    for (int i = 0; i < osip_list_size(&m->routes); i++) {
+        osip_route_t *r = osip_list_get(&m->routes, i);
+        if (ep_uri_is_us(app, r->url))
+            return r->url->username != NULL && strcmp(r->url->username, f->token) == 0;
+    }
+    return true;
 }
 
 static void set_route_set(osip_message_t *m, char **uris)
@@ -472,7 +511,7 @@ static void wic_cancel(struct ep_flow *f, osip_message_t *m, const char *ukey)
     memcpy(&tx->dst, &inv->dst, inv->dst_len);
     tx->dst_len = inv->dst_len;
     ep_mw_send(f->w, (struct sockaddr *)&tx->dst, tx->dst_len, c, n);
-    tx_start_timers(tx, true);
+    tx_start_timers(tx, !ep_mw_reliable(tx->w));
 }
 
 static void wic_response(struct ep_flow *f, osip_message_t *m)
@@ -601,6 +640,14 @@ void ep_proxy_from_ws(struct ep_flow *f, const uint8_t *buf, size_t len)
         return;
     }
     if (method != EP_M_ACK && ep_check_bearer(f, pm, m) != 0) {
+        ep_sipmsg_free(pm);
+        return;
+    }
+    if (!initial && !route_is_own(f, m)) {
+        /* EPC-22: an in-dialog request must come from the flow that set up the dialog (our
+         * first Route entry names it). */
+        if (method != EP_M_ACK)
+            ep_reply_wic(f, m, 403, "Forbidden - Not Your Dialog", NULL);
         ep_sipmsg_free(pm);
         return;
     }
@@ -754,8 +801,9 @@ static void dialog_bye(struct ep_flow *f, struct ep_dialog *d)
     char branch[48];
     ep_new_branch(w, branch);
     GString *s = g_string_new(NULL);
-    g_string_append_printf(s, "BYE %s SIP/2.0\r\nVia: SIP/2.0/UDP %s:%u;branch=%s;rport\r\n",
-                           d->remote_target, app->mw_host, app->mw_port + w->index, branch);
+    g_string_append_printf(s, "BYE %s SIP/2.0\r\nVia: SIP/2.0/%s %s:%u;branch=%s;rport\r\n",
+                           d->remote_target, ep_mw_via_transport(w), app->mw_host,
+                           app->mw_port + w->index, branch);
     for (size_t i = 0; d->route[i] != NULL; i++)
         g_string_append_printf(s, "Route: %s\r\n", d->route[i]);
     g_string_append_printf(s,
@@ -788,7 +836,8 @@ static void dialog_bye(struct ep_flow *f, struct ep_dialog *d)
 
 /* ---- from the core ----------------------------------------------------------------------- */
 
-static void core_response(struct ep_worker *w, osip_message_t *m)
+static void core_response(struct ep_worker *w, osip_message_t *m, const uint8_t *raw,
+                          size_t raw_len)
 {
     const char *branch = ep_via_branch(m);
     if (branch == NULL || m->cseq == NULL || m->cseq->method == NULL)
@@ -849,10 +898,16 @@ static void core_response(struct ep_worker *w, osip_message_t *m)
     }
     if (f == NULL || status == 100)
         return; /* a 100 is hop by hop */
-    ep_hdr_del(m, "P-Charging-Vector");
-    ep_hdr_del(m, "P-Charging-Function-Addresses");
     size_t n;
-    char *text = ep_msg_text(m, &n);
+    /* Unless we changed it (a registration's expiry), the answer goes on byte for byte
+     * minus our Via and the charging headers: challenges and bodies reach the WIC untouched
+     * (EPC-15). */
+    char *text = tx->reg != NULL ? NULL : ep_raw_for_wic(raw, raw_len, &n);
+    if (text == NULL) {
+        ep_hdr_del(m, "P-Charging-Vector");
+        ep_hdr_del(m, "P-Charging-Function-Addresses");
+        text = ep_msg_text(m, &n);
+    }
     if (text != NULL)
         ep_flow_send(f, text, n);
     g_free(text);
@@ -870,6 +925,25 @@ static bool reg_notify_terminated(osip_message_t *m)
     /* reginfo+xml: the registration element of the IMPU ended (terminated, rejected,
      * deactivated contact events end up as state="terminated" on the registration). */
     return strstr(b->body, "state=\"terminated\"") != NULL;
+}
+
+/* A NOTIFY of our own reg subscription (EPC-12): answered here; a registration the network
+ * ended (EPC-53) is forgotten without a REGISTER of ours, its pooled lease released. */
+static void own_notify(struct ep_worker *w, osip_message_t *m, const struct sockaddr *src,
+                       socklen_t srclen)
+{
+    struct ep_app *app = w->app;
+    reply_core(w, m, src, srclen, 200, "OK", NULL);
+    struct ep_flow *f = ep_flow_by_token(w, m->req_uri->username + 4);
+    if (f == NULL || f->reg == NULL || !reg_notify_terminated(m))
+        return;
+    ep_log(EP_LOG_INFO, "flow %s: the network ended the registration", f->token);
+    atomic_fetch_add(&app->m.dereg[EP_DC_NETWORK], 1);
+    if (app->lease != NULL && f->reg->lease != NULL)
+        ep_lease_release(app->lease, f->reg->lease);
+    ep_reg_free(f->reg);
+    f->reg = NULL;
+    atomic_fetch_sub(&app->m.regs_active, 1);
 }
 
 void ep_proxy_from_mw(struct ep_worker *w, const uint8_t *buf, size_t len,
@@ -892,7 +966,7 @@ void ep_proxy_from_mw(struct ep_worker *w, const uint8_t *buf, size_t len,
     }
     osip_message_t *m = ep_sipmsg_osip(pm);
     if (!ep_sipmsg_is_request(pm)) {
-        core_response(w, m);
+        core_response(w, m, buf, len);
         ep_sipmsg_free(pm);
         return;
     }
@@ -936,6 +1010,13 @@ void ep_proxy_from_mw(struct ep_worker *w, const uint8_t *buf, size_t len,
         return;
     }
     char *token = pop_our_routes(app, m);
+    if (method == EP_M_NOTIFY && ep_uri_is_us(app, m->req_uri) && m->req_uri->username != NULL &&
+        strncmp(m->req_uri->username, "reg-", 4) == 0) {
+        own_notify(w, m, src, srclen);
+        g_free(token);
+        ep_sipmsg_free(pm);
+        return;
+    }
     if (token == NULL && ep_uri_is_us(app, m->req_uri) && m->req_uri->username != NULL)
         token = g_strdup(m->req_uri->username);
     struct ep_flow *f = ep_flow_by_token(w, token);

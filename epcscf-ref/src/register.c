@@ -158,6 +158,8 @@ static void mw_register_headers(struct ep_flow *f, osip_message_t *m)
     ep_hdr_set(m, "P-Charging-Vector", pcv);
     ep_hdr_del(m, "Security-Client");
     ep_hdr_del(m, "Security-Verify");
+    ep_hdr_drop_token(m, "Require", "sec-agree");
+    ep_hdr_drop_token(m, "Proxy-Require", "sec-agree");
     ep_hdr_del(m, "P-Asserted-Identity");
     ep_hdr_del(m, "P-Preferred-Identity");
     ep_hdr_del(m, "P-Charging-Function-Addresses");
@@ -364,6 +366,50 @@ static long granted_expiry(osip_message_t *resp, const struct reg_pending *p, os
     return e != NULL ? strtol(e, NULL, 10) : (*ours != NULL ? p->asked : 0);
 }
 
+/* TS 24.229 5.2.3 (EPC-12): subscribe to the reg event package of the registered IMPU,
+ * through the registration's Service-Route, so the network can end it (EPC-53). Our Contact
+ * carries the flow token ("reg-<token>"): the NOTIFYs come back to this worker and flow. */
+static void subscribe_reg(struct ep_flow *f)
+{
+    struct ep_worker *w = f->w;
+    struct ep_app *app = w->app;
+    struct ep_reg *r = f->reg;
+    char branch[48], tag[17], cid[33];
+    ep_new_branch(w, branch);
+    ep_rand_hex(tag, 8);
+    ep_rand_hex(cid, 16);
+    unsigned port = app->mw_port + w->index;
+    const char *tp = ep_mw_reliable(w) ? ";transport=tcp" : "";
+    GString *s = g_string_new(NULL);
+    g_string_append_printf(s, "SUBSCRIBE %s SIP/2.0\r\nVia: SIP/2.0/%s %s:%u;branch=%s;rport\r\n",
+                           r->impu, ep_mw_via_transport(w), app->mw_host, port, branch);
+    for (size_t i = 0; r->service_route != NULL && r->service_route[i] != NULL; i++)
+        g_string_append_printf(s, "Route: %s\r\n", r->service_route[i]);
+    g_string_append_printf(s,
+                           "Max-Forwards: 70\r\nFrom: <sip:%s:%u>;tag=%s\r\nTo: <%s>\r\n"
+                           "Call-ID: %s@%s\r\nCSeq: 1 SUBSCRIBE\r\nEvent: reg\r\n"
+                           "Expires: 600000\r\nAccept: application/reginfo+xml\r\n"
+                           "Contact: <sip:reg-%s@%s:%u%s>\r\n"
+                           "P-Asserted-Identity: <sip:%s:%u>\r\nContent-Length: 0\r\n\r\n",
+                           app->mw_host, port, tag, r->impu, cid, app->mw_host, f->token,
+                           app->mw_host, port, tp, app->mw_host, port);
+    struct sockaddr_storage dst;
+    socklen_t dl = 0;
+    bool numeric = false;
+    if (r->service_route != NULL && r->service_route[0] != NULL) {
+        osip_route_t *rt = NULL;
+        if (osip_route_init(&rt) == 0 && osip_route_parse(rt, r->service_route[0]) == 0)
+            numeric = ep_uri_addr(rt->url, &dst, &dl);
+        osip_route_free(rt);
+    }
+    if (!numeric) {
+        memcpy(&dst, &app->next_hop, app->next_hop_len);
+        dl = app->next_hop_len;
+    }
+    ep_send_local(w, s->str, s->len, branch, (struct sockaddr *)&dst, dl, EP_M_SUBSCRIBE);
+    g_string_free(s, TRUE);
+}
+
 void ep_register_response(struct ep_flow *f, struct ep_tx *tx, osip_message_t *resp)
 {
     struct ep_app *app = f->w->app;
@@ -394,7 +440,8 @@ void ep_register_response(struct ep_flow *f, struct ep_tx *tx, osip_message_t *r
         return;
     }
     struct ep_reg *r = f->reg;
-    if (r == NULL) {
+    bool fresh = r == NULL;
+    if (fresh) {
         r = g_new0(struct ep_reg, 1);
         f->reg = r;
         r->impi = g_strdup(imsauth_token_impi(p->token));
@@ -430,6 +477,8 @@ void ep_register_response(struct ep_flow *f, struct ep_tx *tx, osip_message_t *r
         r->lease_renewed = now;
     }
     arm(f);
+    if (fresh)
+        subscribe_reg(f);
 }
 
 /* ---- deregistration on the WIC's behalf ---------------------------------------------------- */
@@ -453,13 +502,14 @@ void ep_deregister(struct ep_flow *f, enum ep_dereg_cause why)
         GString *s = g_string_new(NULL);
         g_string_append_printf(
             s,
-            "REGISTER %s SIP/2.0\r\nVia: SIP/2.0/UDP %s:%u;branch=%s;rport\r\n"
+            "REGISTER %s SIP/2.0\r\nVia: SIP/2.0/%s %s:%u;branch=%s;rport\r\n"
             "Max-Forwards: 70\r\nFrom: <%s>;tag=%s\r\nTo: <%s>\r\nCall-ID: %s\r\n"
             "CSeq: %u REGISTER\r\nContact: <%s>;expires=0\r\nExpires: 0\r\n"
             "Authorization: %s\r\nPath: %s\r\nRequire: path\r\nP-Visited-Network-ID: %s\r\n"
             "P-Charging-Vector: icid-value=%s\r\nContent-Length: 0\r\n\r\n",
-            r->ruri, app->mw_host, app->mw_port + w->index, branch, r->impu, tag, r->impu,
-            r->call_id, r->cseq + 1, r->contact, tna, path, app->cfg->visited_network_id, icid);
+            r->ruri, ep_mw_via_transport(w), app->mw_host, app->mw_port + w->index, branch, r->impu,
+            tag, r->impu, r->call_id, r->cseq + 1, r->contact, tna, path,
+            app->cfg->visited_network_id, icid);
         ep_send_local(w, s->str, s->len, branch, (struct sockaddr *)&app->next_hop,
                       app->next_hop_len, EP_M_REGISTER);
         g_string_free(s, TRUE);

@@ -103,6 +103,68 @@ char **ep_hdr_values(osip_message_t *m, const char *name)
     return (char **)g_ptr_array_free(a, FALSE);
 }
 
+void ep_hdr_drop_token(osip_message_t *m, const char *name, const char *token)
+{
+    char **v = ep_hdr_values(m, name);
+    if (v[0] == NULL) {
+        g_strfreev(v);
+        return;
+    }
+    GString *keep = g_string_new(NULL);
+    for (size_t i = 0; v[i] != NULL; i++) {
+        if (g_ascii_strcasecmp(v[i], token) == 0)
+            continue;
+        g_string_append_printf(keep, "%s%s", keep->len ? ", " : "", v[i]);
+    }
+    ep_hdr_del(m, name);
+    if (keep->len > 0)
+        ep_hdr_add(m, name, keep->str);
+    g_string_free(keep, TRUE);
+    g_strfreev(v);
+}
+
+char *ep_raw_for_wic(const uint8_t *buf, size_t len, size_t *outlen)
+{
+    GString *out = g_string_sized_new(len);
+    bool via_done = false, in_headers = true;
+    size_t pos = 0;
+    while (pos < len) {
+        const uint8_t *nl = memchr(buf + pos, '\n', len - pos);
+        size_t end = nl ? (size_t)(nl - buf) + 1 : len;
+        const char *l = (const char *)buf + pos;
+        size_t ll = end - pos;
+        if (in_headers && pos > 0 && (ll <= 2 && (l[0] == '\r' || l[0] == '\n'))) {
+            in_headers = false; /* the empty line: the rest is the body */
+        } else if (in_headers && pos > 0) {
+            char name[40];
+            size_t k = 0;
+            while (k < ll && k + 1 < sizeof(name) && l[k] != ':' && l[k] != ' ' && l[k] != '\t') {
+                name[k] = (char)g_ascii_tolower(l[k]);
+                k++;
+            }
+            name[k] = '\0';
+            if (!via_done && (strcmp(name, "via") == 0 || strcmp(name, "v") == 0)) {
+                via_done = true;
+                if (memchr(l, ',', ll) != NULL) {
+                    g_string_free(out, TRUE);
+                    return NULL;
+                }
+                pos = end;
+                continue;
+            }
+            if (strcmp(name, "p-charging-vector") == 0 ||
+                strcmp(name, "p-charging-function-addresses") == 0) {
+                pos = end;
+                continue;
+            }
+        }
+        g_string_append_len(out, l, (gssize)ll);
+        pos = end;
+    }
+    *outlen = out->len;
+    return g_string_free(out, FALSE);
+}
+
 char *ep_msg_text(osip_message_t *m, size_t *len)
 {
     char *s = NULL;
@@ -394,14 +456,15 @@ char *ep_bad_request_text(const uint8_t *buf, size_t len, int status, const char
         lines++;
         pos = end + 1;
     }
-    bool ok = true;
-    for (int k = 0; k < 5; k++)
-        ok = ok && hdrs[k] != NULL;
+    /* Whatever of the five is there goes back: over a WebSocket the flow, not the Via,
+     * takes the answer to the WIC, so a request missing one still gets its 400. */
     char *r = NULL;
-    if (ok) {
+    {
         GString *s = g_string_new(NULL);
         g_string_append_printf(s, "SIP/2.0 %d %s\r\n", status, reason);
         for (int k = 0; k < 5; k++) {
+            if (hdrs[k] == NULL)
+                continue;
             if (k == 2 && strstr(hdrs[k]->str, "tag=") == NULL) {
                 char t[17];
                 ep_rand_hex(t, 8);

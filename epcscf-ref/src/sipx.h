@@ -23,6 +23,18 @@ void ep_hdr_set(osip_message_t *m, const char *name, const char *value);
  * trimmed; NULL-terminated, free with g_strfreev. Never NULL. */
 char **ep_hdr_values(osip_message_t *m, const char *name);
 
+/* Removes one option tag (e.g. "sec-agree") from a list header such as Require; the
+ * header goes when nothing is left. */
+void ep_hdr_drop_token(osip_message_t *m, const char *name, const char *token);
+
+/*
+ * A response from the core as the WIC gets it, made from its raw bytes (already accepted by
+ * ep_sipmsg_parse): the first Via line (ours) and the P-Charging-Vector and
+ * P-Charging-Function-Addresses lines removed, everything else byte for byte. NULL when the
+ * first Via line holds more than one value (the caller then rebuilds the message).
+ */
+char *ep_raw_for_wic(const uint8_t *buf, size_t len, size_t *outlen);
+
 /* The message as text (libosip2 rebuilds it; Content-Length recomputed). *len set. */
 char *ep_msg_text(osip_message_t *m, size_t *len);
 
@@ -58,9 +70,9 @@ char *ep_response_text(osip_message_t *req, int status, const char *reason, cons
                        size_t *len);
 
 /*
- * Best-effort 400 for bytes that did not parse: the Via, From, To, Call-ID and CSeq lines
- * are copied when they are printable and the start line looks like a request. NULL when no
- * response can be built (a response, or mandatory lines unusable): the message is dropped.
+ * Best-effort 400 for bytes that did not parse: those of the Via, From, To, Call-ID and CSeq
+ * lines that are present and printable are copied when the start line does not look like a
+ * response. NULL for a response (never answered): the message is dropped.
  */
 char *ep_bad_request_text(const uint8_t *buf, size_t len, int status, const char *reason,
                           size_t *outlen);

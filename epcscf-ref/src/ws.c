@@ -112,19 +112,34 @@ static bool offers_sip(const char *list)
     return false;
 }
 
-/* Refuses an upgrade with an HTTP status instead of 101. Returns -1 for lws. */
+/* Refuses an upgrade with an HTTP status instead of 101. Returns 1: answered. */
 static int refuse(struct lws *wsi, struct ep_app *app, enum ep_ws_refusal why, unsigned code)
 {
     atomic_fetch_add(&app->m.ws_refused[why], 1);
     lws_return_http_status(wsi, code, NULL);
-    return -1;
+    return 1;
 }
 
+/* The handshake checks: 0 to go on, 1 when a refusal was written. */
 static int filter(struct lws *wsi, struct ep_app *app)
 {
-    char origin[256], proto[256];
+    char origin[256], proto[256], version[8];
     int ol = lws_hdr_copy(wsi, origin, sizeof(origin), WSI_TOKEN_ORIGIN);
     int pl = lws_hdr_copy(wsi, proto, sizeof(proto), WSI_TOKEN_PROTOCOL);
+    int vl = lws_hdr_copy(wsi, version, sizeof(version), WSI_TOKEN_VERSION);
+    if (vl <= 0 || strcmp(version, "13") != 0) {
+        /* RFC 6455 4.4: only version 13, and say so. */
+        atomic_fetch_add(&app->m.ws_refused[EP_WSR_OTHER], 1);
+        unsigned char buf[LWS_PRE + 256], *start = buf + LWS_PRE, *p = start,
+                                          *end = buf + sizeof(buf);
+        if (lws_add_http_header_status(wsi, 426, &p, end) == 0 &&
+            lws_add_http_header_by_name(wsi, (const unsigned char *)"Sec-WebSocket-Version:",
+                                        (const unsigned char *)"13", 2, &p, end) == 0 &&
+            lws_add_http_header_content_length(wsi, 0, &p, end) == 0 &&
+            lws_finalize_http_header(wsi, &p, end) == 0)
+            lws_write(wsi, start, (size_t)(p - start), LWS_WRITE_HTTP_HEADERS);
+        return 1;
+    }
     if (pl <= 0 || !offers_sip(proto))
         return refuse(wsi, app, EP_WSR_PROTOCOL, HTTP_STATUS_BAD_REQUEST);
     if (ol <= 0 || !origin_allowed(app->cfg, origin))
@@ -246,8 +261,14 @@ static int callback(struct lws *wsi, enum lws_callback_reasons reason, void *use
     struct ep_worker *w = lws_context_user(lws_get_context(wsi));
     struct ep_flow **fp = user;
     switch (reason) {
-    case LWS_CALLBACK_FILTER_PROTOCOL_CONNECTION:
+    case LWS_CALLBACK_HTTP_CONFIRM_UPGRADE:
+        /* Before libwebsockets looks at the subprotocol (it would hang up on one it does not
+         * know): every refusal gets its HTTP status here. */
+        if (in == NULL || strcmp(in, "websocket") != 0)
+            return -1;
         return filter(wsi, w->app);
+    case LWS_CALLBACK_FILTER_PROTOCOL_CONNECTION:
+        return filter(wsi, w->app) == 0 ? 0 : -1;
     case LWS_CALLBACK_ESTABLISHED:
         *fp = flow_new(w, wsi);
         atomic_fetch_add(&w->app->m.ws_open, 1);

@@ -201,6 +201,27 @@ def tls_check(t, k):
         t.ok(False, f"WSS (TLS): {type(e).__name__}: {e}")
 
 
+def supervisor(t, keydir, work):
+    """--epcscf mode with selftest/fake-epcscf.py (Kamailio behind the epcscf-ref command
+    line): per-case config and ports, readiness, liveness, clean stop, crash detection."""
+    fake = os.path.join(run_cases.SELFTEST_DIR, "fake-epcscf.py")
+    for name in ("st-handshake-ok.case", "st-register-via-core.case"):
+        case = casefmt.parse_case(os.path.join(run_cases.SELFTEST_DIR, name))
+        status, text = run_cases.run_one(case, fake, keydir, work, False)
+        t.ok(status == "PASS", f"--epcscf mode (fake-epcscf.py): {name}: {status} {text}")
+    path = os.path.join(work, "crash.case")
+    with open(path, "w") as f:
+        f.write("row: selftest\npurpose: the server dies during the case\n"
+                "ws[1] ping x\nws[1] pong\nsleep 1500\n")
+    os.environ["FAKE_EPCSCF_CRASH_MS"] = "800"
+    try:
+        status, text = run_cases.run_one(casefmt.parse_case(path), fake, keydir, work, False)
+    finally:
+        del os.environ["FAKE_EPCSCF_CRASH_MS"]
+    t.ok(status == "FAIL" and "died during the case (status 134)" in text,
+         f"--epcscf mode: a server dying mid-case is reported ({status} {text[:160]})")
+
+
 def main(args):
     t = Checks()
     offline(t)
@@ -221,6 +242,7 @@ def main(args):
         paths = args.cases or sorted(glob.glob(os.path.join(run_cases.SELFTEST_DIR, "*.case")))
         rc = run_cases.run_all(paths, None, keydir, work, args.verbose, external)
         t.failed += rc
+        supervisor(t, keydir, work)
     finally:
         if k is not None:
             k.stop()

@@ -52,6 +52,29 @@ fail() {
 free_port() {
     python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
 }
+# A base port whose next one is free too, over TCP and UDP, below the ephemeral range (the
+# eP-CSCF's workers bind mw.listen's port + index for both).
+free_port_pair() {
+    python3 - <<'PY'
+import random, socket
+for _ in range(200):
+    base = random.randrange(20000, 30000)
+    socks = []
+    try:
+        for p in (base, base + 1):
+            for kind in (socket.SOCK_STREAM, socket.SOCK_DGRAM):
+                s = socket.socket(socket.AF_INET, kind)
+                socks.append(s)
+                s.bind(("127.0.0.1", p))
+    except OSError:
+        continue
+    finally:
+        for s in socks:
+            s.close()
+    print(base)
+    break
+PY
+}
 wait_http() { # url pid what
     for _ in $(seq 1 100); do
         curl -fsS "$1" >/dev/null 2>&1 && return 0
@@ -121,7 +144,7 @@ openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 2 \
     -subj /CN=127.0.0.1 -addext subjectAltName=IP:127.0.0.1 \
     -keyout "$stack/wss.key" -out "$stack/wss.crt" 2>/dev/null
 wsport=$(free_port) wssport=$(free_port) hport=$(free_port) pageport=$(free_port)
-mwport=$(free_port)
+mwport=$(free_port_pair)
 cat >"$stack/epcscf.conf" <<EOF
 ws.listen = 127.0.0.1:$wsport
 wss.listen = 127.0.0.1:$wssport
@@ -181,6 +204,23 @@ if [[ ${E2E_BROWSER:-1} != 0 ]]; then
     done
     grep -q 'ims-core: INVITE to ' "$stack/kamailio.log" || fail "no INVITE reached the IMS core"
 fi
+
+# Mw over TCP: a second eP-CSCF on the same WAF, Redis and core.
+tcp_ws=$(free_port) tcp_http=$(free_port) tcp_mw=$(free_port_pair)
+sed -e "s/^ws.listen = .*/ws.listen = 127.0.0.1:$tcp_ws/" -e '/^wss\./d' \
+    -e "s/^mw.listen = .*/mw.listen = 127.0.0.1:$tcp_mw/" \
+    -e "s/^http.listen = .*/http.listen = 127.0.0.1:$tcp_http/" "$stack/epcscf.conf" >"$stack/epcscf-tcp.conf"
+echo "mw.transport = tcp" >>"$stack/epcscf-tcp.conf"
+ASAN_OPTIONS="${ASAN_OPTIONS:-detect_leaks=1}:fast_unwind_on_malloc=0" \
+    LSAN_OPTIONS="${LSAN_OPTIONS:-suppressions=$src/tests/lsan.supp}" \
+    "$ep" -c "$stack/epcscf-tcp.conf" >"$stack/epcscf-tcp.log" 2>&1 &
+pids+=($!)
+tcp_pid=${pids[-1]}
+wait_http "http://127.0.0.1:$tcp_http/healthz" "$tcp_pid" "epcscf-ref (Mw TCP)"
+E2E_WS_PORT=$tcp_ws E2E_HTTP="http://127.0.0.1:$tcp_http" \
+    python3 "$src/tests/epcscf/test_epcscf_mwtcp.py" || fail "test_epcscf_mwtcp.py"
+kill -TERM "$tcp_pid"
+wait "$tcp_pid" || { tail -20 "$stack/epcscf-tcp.log" >&2; fail "epcscf-ref (Mw TCP) did not stop cleanly"; }
 
 # Faults last: they stop the WAF, restart Redis and stop the IMS core.
 export E2E_WAF_PID=$(head -1 "$stack/waf.pids") E2E_KAMAILIO_PID=$kamailio_pid

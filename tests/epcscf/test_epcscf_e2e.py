@@ -45,6 +45,8 @@ check(bool(lines) and f'username="{impi}"' in lines[-1] and "Bearer" not in line
       "EPC-10/11: Mw REGISTER carries the TNA header with the token's IMPI and no token")
 check(bool(lines) and "path: <sip:" in lines[-1] and ";ob>" in lines[-1],
       "EPC-11: Mw REGISTER carries our Path with a flow token")
+check(bool(wait_for(lambda: klog_lines(re.escape(f"SUBSCRIBE reg for {a['impu']} ")), 3)),
+      "EPC-12: the eP-CSCF subscribed to the reg event of the registered IMPU")
 r = register(c, a["impu"], b["access_token"], cseq=3)
 check(status_of(r) == 403, f"EPC-14/E11: re-REGISTER with another identity's token -> 403 (got {status_of(r)})")
 r = register(c, a["impu"], a["access_token"], cseq=4, expires=600)
