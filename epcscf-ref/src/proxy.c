@@ -348,18 +348,7 @@ static bool is_emergency(const struct ep_config *cfg, osip_message_t *m)
 /* Removes the client's identity and credential headers before a request leaves for Mw. */
 static void strip_client_headers(osip_message_t *m)
 {
-    osip_authorization_t *a;
-    while ((a = osip_list_get(&m->authorizations, 0)) != NULL) {
-        osip_list_remove(&m->authorizations, 0);
-        osip_authorization_free(a);
-    }
-    osip_proxy_authorization_t *pa;
-    while ((pa = osip_list_get(&m->proxy_authorizations, 0)) != NULL) {
-        osip_list_remove(&m->proxy_authorizations, 0);
-        osip_proxy_authorization_free(pa);
-    }
-    ep_hdr_del(m, "Authorization");
-    ep_hdr_del(m, "Proxy-Authorization");
+    ep_drop_credentials(m);
     ep_hdr_del(m, "P-Asserted-Identity");
     ep_hdr_del(m, "P-Charging-Vector");
     ep_hdr_del(m, "P-Charging-Function-Addresses");
@@ -701,21 +690,11 @@ static void dialog_free(gpointer p)
     g_free(d);
 }
 
-/* Call-ID as one string (number@host), NUL-terminated in buf; false when absent. */
-static bool call_id_of(osip_message_t *m, char *buf, size_t n)
-{
-    if (m->call_id == NULL || m->call_id->number == NULL)
-        return false;
-    snprintf(buf, n, "%s%s%s", m->call_id->number, m->call_id->host ? "@" : "",
-             m->call_id->host ? m->call_id->host : "");
-    return true;
-}
-
 /* The dialog of m's Call-ID has ended (BYE): forget it. */
 static void dialog_forget(struct ep_flow *f, osip_message_t *m)
 {
     char call_id[512];
-    if (!call_id_of(m, call_id, sizeof(call_id)))
+    if (!ep_call_id(m, call_id, sizeof(call_id)))
         return;
     for (GList *l = f->dialogs; l != NULL; l = l->next) {
         struct ep_dialog *d = l->data;
@@ -749,7 +728,7 @@ static void dialog_add(struct ep_flow *f, osip_message_t *req, osip_message_t *r
 {
     struct ep_app *app = f->w->app;
     char cid[512];
-    if (!call_id_of(req, cid, sizeof(cid)) || req->cseq == NULL)
+    if (!ep_call_id(req, cid, sizeof(cid)) || req->cseq == NULL)
         return;
     for (GList *l = f->dialogs; l != NULL; l = l->next)
         if (strcmp(((struct ep_dialog *)l->data)->call_id, cid) == 0)

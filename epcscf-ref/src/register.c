@@ -165,30 +165,6 @@ static void mw_register_headers(struct ep_flow *f, osip_message_t *m)
     ep_hdr_del(m, "P-Charging-Function-Addresses");
 }
 
-static void drop_credentials(osip_message_t *m)
-{
-    osip_authorization_t *a;
-    while ((a = osip_list_get(&m->authorizations, 0)) != NULL) {
-        osip_list_remove(&m->authorizations, 0);
-        osip_authorization_free(a);
-    }
-    osip_proxy_authorization_t *pa;
-    while ((pa = osip_list_get(&m->proxy_authorizations, 0)) != NULL) {
-        osip_list_remove(&m->proxy_authorizations, 0);
-        osip_proxy_authorization_free(pa);
-    }
-    ep_hdr_del(m, "Authorization");
-    ep_hdr_del(m, "Proxy-Authorization");
-}
-
-static char *call_id_text(osip_message_t *m)
-{
-    if (m->call_id == NULL || m->call_id->number == NULL)
-        return NULL;
-    return g_strdup_printf("%s%s%s", m->call_id->number, m->call_id->host ? "@" : "",
-                           m->call_id->host ? m->call_id->host : "");
-}
-
 /* Relays a Digest or AKA REGISTER end to end (EPC-05 b/c, EPC-15). */
 static void relay_digest(struct ep_flow *f, struct ep_sipmsg *pm, osip_message_t *m,
                          const char *raw, const char *ukey)
@@ -196,7 +172,7 @@ static void relay_digest(struct ep_flow *f, struct ep_sipmsg *pm, osip_message_t
     bool aka = strstr(raw, "AKAv2") != NULL || strstr(raw, "akav2") != NULL;
     const char *ip = aka ? "tls-connected" : (f->secure ? "tls-yes" : "tls-pending");
     char *value = g_strdup_printf("%s, integrity-protected=\"%s\"", raw, ip);
-    drop_credentials(m);
+    ep_drop_credentials(m);
     ep_hdr_add(m, "Authorization", value);
     g_free(value);
     mw_register_headers(f, m);
@@ -271,7 +247,7 @@ void ep_register(struct ep_flow *f, struct ep_sipmsg *pm, osip_message_t *m)
     if (c != NULL && c->url != NULL)
         set_contact_expiry(c, asked);
     ep_hdr_set(m, "Expires", ebuf);
-    drop_credentials(m);
+    ep_drop_credentials(m);
     ep_hdr_add(m, "Authorization", tna);
     mw_register_headers(f, m);
 
@@ -281,7 +257,8 @@ void ep_register(struct ep_flow *f, struct ep_sipmsg *pm, osip_message_t *m)
     p->impu = impu;
     impu = NULL;
     p->contact_uri = c != NULL && c->url != NULL ? ep_uri_text(c->url) : NULL;
-    p->call_id = call_id_text(m);
+    char cid[512];
+    p->call_id = ep_call_id(m, cid, sizeof(cid)) ? g_strdup(cid) : NULL;
     p->from = m->from != NULL ? ep_uri_text(m->from->url) : NULL;
     p->ruri = ruri;
     ruri = NULL;

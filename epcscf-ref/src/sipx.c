@@ -165,6 +165,31 @@ char *ep_raw_for_wic(const uint8_t *buf, size_t len, size_t *outlen)
     return g_string_free(out, FALSE);
 }
 
+void ep_drop_credentials(osip_message_t *m)
+{
+    osip_authorization_t *a;
+    while ((a = osip_list_get(&m->authorizations, 0)) != NULL) {
+        osip_list_remove(&m->authorizations, 0);
+        osip_authorization_free(a);
+    }
+    osip_proxy_authorization_t *pa;
+    while ((pa = osip_list_get(&m->proxy_authorizations, 0)) != NULL) {
+        osip_list_remove(&m->proxy_authorizations, 0);
+        osip_proxy_authorization_free(pa);
+    }
+    ep_hdr_del(m, "Authorization");
+    ep_hdr_del(m, "Proxy-Authorization");
+}
+
+bool ep_call_id(osip_message_t *m, char *buf, size_t n)
+{
+    if (m->call_id == NULL || m->call_id->number == NULL)
+        return false;
+    snprintf(buf, n, "%s%s%s", m->call_id->number, m->call_id->host ? "@" : "",
+             m->call_id->host ? m->call_id->host : "");
+    return true;
+}
+
 char *ep_msg_text(osip_message_t *m, size_t *len)
 {
     char *s = NULL;

@@ -35,6 +35,11 @@ void ep_hdr_drop_token(osip_message_t *m, const char *name, const char *token);
  */
 char *ep_raw_for_wic(const uint8_t *buf, size_t len, size_t *outlen);
 
+/* Removes every Authorization and Proxy-Authorization (parsed and raw). */
+void ep_drop_credentials(osip_message_t *m);
+/* Call-ID as one string (number@host) in buf[n]; false when absent. */
+bool ep_call_id(osip_message_t *m, char *buf, size_t n);
+
 /* The message as text (libosip2 rebuilds it; Content-Length recomputed). *len set. */
 char *ep_msg_text(osip_message_t *m, size_t *len);
 
