@@ -94,7 +94,10 @@ def send_register(c, impu, tok, cseq=1, expires=3600, call_id=None, contact=None
 def read_final(c, timeout=12):
     """The next final response on c (provisional ones skipped)."""
     while True:
-        kind, data = c.recv_message(timeout=timeout)
+        m = c.recv_message(timeout=timeout)
+        if m is None:
+            return "SIP/2.0 000 (no answer: the connection closed or nothing came in time)"
+        kind, data = m
         text = data.decode(errors="replace")
         if not text.startswith("SIP/2.0 1"):
             return text

@@ -36,16 +36,17 @@ def register_many(tokens, n, label):
     """n connections, each registering one of the tokens with its own contact; pipelined so
     a thousand take seconds, not minutes."""
     conns = []
-    for i in range(n):
-        c, st, _ = e2e.connect(tls=False)
-        if st != 101:
-            raise RuntimeError(f"handshake {i}: {st}")
-        conns.append(c)
     ok, other = 0, {}
-    # REGISTERs go in waves of 100 so the single Kamailio stand-in keeps up on a loaded
-    # 2-core machine; the resets below come all at once.
+    # Connections and REGISTERs go in waves of 100 so the single Kamailio stand-in keeps up
+    # on a loaded 2-core machine; the resets below come all at once.
     for w in range(0, n, 100):
-        wave = list(enumerate(conns))[w:w + 100]
+        wave = []
+        for i in range(w, min(n, w + 100)):
+            c, st, _ = e2e.connect(tls=False)
+            if st != 101:
+                raise RuntimeError(f"handshake {i}: {st}")
+            conns.append(c)
+            wave.append((i, c))
         for i, c in wave:
             t = tokens[i % len(tokens)]
             e2e.send_register(c, t["impu"], t["access_token"], cseq=1, expires=600,
