@@ -37,6 +37,7 @@ bench: deps build-release
 	set -a; . var/devstack.env; set +a; build/release/bench/pool_bench 16 10
 	set -a; . var/devstack.env; set +a; POOL_BENCH_REDIS=$$REDIS_URL build/release/bench/pool_bench 16 10
 	bench/waf_bench 10
+	bench/epcscf_bench.sh 10
 
 format:
 	git ls-files '*.c' '*.h' | xargs clang-format -i

@@ -122,7 +122,7 @@ struct ep_reg {
     struct imsauth_token *token; /* the token of the last accepted REGISTER */
     char *lease;                 /* pool_lease, NULL for a mapped identity */
     int64_t lease_renewed;
-    GSource *timer; /* expiry / token deadline */
+    struct ep_timer *timer; /* expiry / token deadline */
 };
 
 /* A WebSocket flow (RFC 5626 flow): owned by its worker's flow table. */
@@ -167,6 +167,7 @@ struct ep_worker {
     void *listeners;  /* ws.c: the WS and WSS listening sockets */
     int mw_fd;
     void *mw_tcp; /* mw.c: the Mw TCP listener and connections */
+    void *timers; /* timer.c: the timer heap */
     GSource *mw_src;
     uint64_t next_flow;
     GHashTable *flows; /* id (uint64 key) -> struct ep_flow */
@@ -176,12 +177,17 @@ struct ep_worker {
     unsigned char rnd[8]; /* per-worker branch salt */
 };
 
-/* Timers on a worker's loop. ep_timer_start returns a source the caller holds a reference
- * to (free_arg, optional, frees arg when the source goes); ep_timer_cancel destroys and
- * drops it and clears *s (NULL is fine), also from inside its own callback. */
-GSource *ep_timer_start(struct ep_worker *w, unsigned ms, GSourceFunc fn, void *arg,
-                        GDestroyNotify free_arg);
-void ep_timer_cancel(GSource **s);
+/* ---- timer.c: timers on a worker's loop (one heap behind one GSource) ------------------ */
+struct ep_timer;
+/* Starts a timer of ms on w's loop: fn(arg) runs on w's thread; G_SOURCE_CONTINUE re-arms it.
+ * The caller owns the handle (valid also after it fired) until ep_timer_cancel; free_arg
+ * (optional) frees arg then. */
+struct ep_timer *ep_timer_start(struct ep_worker *w, unsigned ms, GSourceFunc fn, void *arg,
+                                GDestroyNotify free_arg);
+/* Stops (if pending) and releases *t, sets it NULL; NULL is fine; allowed in fn itself. */
+void ep_timer_cancel(struct ep_timer **t);
+/* At worker teardown, after every owner is gone. */
+void ep_timers_destroy(struct ep_worker *w);
 
 /* ---- ws.c ------------------------------------------------------------------------------- */
 int ep_ws_start(struct ep_worker *w, char *detail, size_t dlen);

@@ -74,6 +74,7 @@ static void worker_free(struct ep_worker *w)
     g_hash_table_destroy(w->tx);
     g_hash_table_destroy(w->stx);
     g_hash_table_destroy(w->flows);
+    ep_timers_destroy(w);
     g_main_loop_unref(w->loop);
     g_main_context_unref(w->ctx);
     g_free(w);

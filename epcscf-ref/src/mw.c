@@ -42,7 +42,8 @@ struct mw_conn {
 
 struct mw_tcp {
     int listen_fd;
-    GSource *listen_src, *idle_timer;
+    GSource *listen_src;
+    struct ep_timer *idle_timer;
     GHashTable *conns; /* key -> struct mw_conn */
 };
 

@@ -68,25 +68,7 @@ void ep_tx_free(gpointer p)
     g_free(tx);
 }
 
-GSource *ep_timer_start(struct ep_worker *w, unsigned ms, GSourceFunc fn, void *arg,
-                        GDestroyNotify free_arg)
-{
-    GSource *s = g_timeout_source_new(ms);
-    g_source_set_callback(s, fn, arg, free_arg);
-    g_source_attach(s, w->ctx);
-    return s;
-}
-
-void ep_timer_cancel(GSource **s)
-{
-    if (*s != NULL) {
-        g_source_destroy(*s);
-        g_source_unref(*s);
-        *s = NULL;
-    }
-}
-
-static GSource *timeout_on(struct ep_worker *w, unsigned ms, GSourceFunc fn, void *arg)
+static struct ep_timer *timeout_on(struct ep_worker *w, unsigned ms, GSourceFunc fn, void *arg)
 {
     return ep_timer_start(w, ms, fn, arg, NULL);
 }

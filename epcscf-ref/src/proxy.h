@@ -31,7 +31,7 @@ struct ep_tx {
     char *resp; /* TX_TO_WIC: final response sent upstream, for retransmissions */
     size_t resp_len;
     int status; /* highest status seen, 0 none */
-    GSource *t_retx, *t_end;
+    struct ep_timer *t_retx, *t_end;
     unsigned retx_ms;
     struct reg_pending *reg; /* REGISTER bookkeeping (register.c), NULL otherwise */
 };
