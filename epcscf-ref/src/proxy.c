@@ -384,7 +384,7 @@ static void set_route_set(osip_message_t *m, char **uris)
 
 static void add_record_route(struct ep_flow *f, osip_message_t *m)
 {
-    char rr[256];
+    char rr[EP_URI_MAX];
     ep_flow_uri(f, rr, sizeof(rr), false);
     osip_record_route_t *r = NULL;
     if (osip_record_route_init(&r) != 0)

@@ -64,7 +64,9 @@ void ep_deregister(struct ep_flow *f, enum ep_dereg_cause why);
 /* Verifies the Bearer credential of a non-REGISTER request of a registered flow (EPC-30).
  * Returns 0 to go on, or the status already answered. */
 int ep_check_bearer(struct ep_flow *f, struct ep_sipmsg *pm, osip_message_t *m);
-/* Our Path / Record-Route URI for flow f (with <>). */
+/* Room for our Path / Record-Route URI: host (255) + token, port and parameters. */
+#define EP_URI_MAX 400
+/* Our Path / Record-Route URI for flow f (with <>); out holds EP_URI_MAX bytes. */
 void ep_flow_uri(struct ep_flow *f, char *out, size_t n, bool ob);
 
 #endif

@@ -138,7 +138,7 @@ static void set_contact_expiry(osip_contact_t *c, long v)
 static void mw_register_headers(struct ep_flow *f, osip_message_t *m)
 {
     struct ep_app *app = f->w->app;
-    char path[256], icid[33], pcv[160];
+    char path[EP_URI_MAX], icid[33], pcv[160];
     ep_flow_uri(f, path, sizeof(path), true);
     ep_hdr_set(m, "Path", path);
     const char *req = ep_hdr(m, "Require");
@@ -468,7 +468,7 @@ void ep_deregister(struct ep_flow *f, enum ep_dereg_cause why)
     if (r == NULL)
         return;
     atomic_fetch_add(&app->m.dereg[why], 1);
-    char tna[1024], branch[48], tag[17], icid[33], path[256];
+    char tna[1024], branch[48], tag[17], icid[33], path[EP_URI_MAX];
     if (imsauth_tna_header(r->impi, app->cfg->realm, r->ruri, tna, sizeof(tna), NULL) ==
             IMSAUTH_OK &&
         r->contact != NULL && r->call_id != NULL) {
