@@ -1,6 +1,8 @@
 /* The WAF lease API client (see lease.h). */
 #include "lease.h"
 
+#include <glib.h>
+#include <openssl/crypto.h> /* OPENSSL_cleanse: wipes secrets */
 #include <curl/curl.h>
 #include <pthread.h>
 #include <stdarg.h>
@@ -55,11 +57,10 @@ struct ep_lease_client {
     atomic_uint_least64_t renewed, released, failed, dropped;
 };
 
+/* Monotonic milliseconds (GLib's clock, as the rest of the eP-CSCF). */
 static int64_t now_ms(void)
 {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+    return g_get_monotonic_time() / 1000;
 }
 
 static void llog(const struct ep_lease_client *c, int level, const char *fmt, ...)
@@ -80,13 +81,6 @@ static void detail_set(char *detail, size_t dlen, const char *msg)
 {
     if (detail && dlen)
         snprintf(detail, dlen, "%s", msg);
-}
-
-static void wipe(void *p, size_t n)
-{
-    volatile unsigned char *v = p;
-    while (n--)
-        *v++ = 0;
 }
 
 static bool id_ok(const char *id)
@@ -172,10 +166,10 @@ static struct curl_slist *make_headers(const char *id, const char *secret)
     struct curl_slist *l2 =
         l ? curl_slist_append(l, "Content-Type: application/x-www-form-urlencoded") : NULL;
     struct curl_slist *l3 = l2 ? curl_slist_append(l2, "Accept: application/json") : NULL;
-    wipe(pair, sizeof(pair));
-    wipe(hdr, sizeof(hdr));
+    OPENSSL_cleanse(pair, sizeof(pair));
+    OPENSSL_cleanse(hdr, sizeof(hdr));
     if (l3 == NULL && l) {
-        wipe(l->data, strlen(l->data));
+        OPENSSL_cleanse(l->data, strlen(l->data));
         curl_slist_free_all(l);
     }
     return l3;
@@ -184,7 +178,7 @@ static struct curl_slist *make_headers(const char *id, const char *secret)
 static void free_headers(struct curl_slist *l)
 {
     for (struct curl_slist *p = l; p; p = p->next)
-        wipe(p->data, strlen(p->data));
+        OPENSSL_cleanse(p->data, strlen(p->data));
     curl_slist_free_all(l);
 }
 

@@ -3,6 +3,8 @@
 
 #include "ims_common/redis_url.h"
 
+#include <glib.h>
+#include <openssl/crypto.h> /* OPENSSL_cleanse: wipes secrets */
 #include <errno.h>
 #include <hiredis/hiredis.h>
 #include <poll.h>
@@ -40,11 +42,10 @@ struct ep_revfeed {
     int64_t check_next_ms;
 };
 
+/* Monotonic milliseconds (GLib's clock, as the rest of the eP-CSCF). */
 static int64_t now_ms(void)
 {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+    return g_get_monotonic_time() / 1000;
 }
 
 static void flog(const struct ep_revfeed *f, int level, const char *fmt, ...)
@@ -65,13 +66,6 @@ static void detail_set(char *detail, size_t dlen, const char *msg)
 {
     if (detail && dlen)
         snprintf(detail, dlen, "%s", msg);
-}
-
-static void wipe(void *p, size_t n)
-{
-    volatile unsigned char *v = p;
-    while (n--)
-        *v++ = 0;
 }
 
 /* A command on c that must not fail; false when it did (the reply freed). */
@@ -270,7 +264,7 @@ static bool key_ok(const char *k)
 static void free_handle(struct ep_revfeed *f)
 {
     redisFree(f->check);
-    wipe(&f->url, sizeof(f->url));
+    OPENSSL_cleanse(&f->url, sizeof(f->url));
     free(f->channel);
     free(f->set_key);
     pthread_mutex_destroy(&f->check_lock);

@@ -2,6 +2,7 @@
  * mandatory headers (see sipmsg.h). */
 #include "sipmsg.h"
 
+#include <openssl/crypto.h> /* OPENSSL_cleanse: wipes secrets */
 #include <osipparser2/osip_parser.h>
 #include <osipparser2/osip_port.h>
 
@@ -374,17 +375,10 @@ static int check_mandatory(const osip_message_t *sip, const struct scan *s,
 
 /* ---- public ----------------------------------------------------------------------------- */
 
-static void wipe(void *p, size_t n)
-{
-    volatile unsigned char *v = p;
-    while (n-- > 0)
-        *v++ = 0;
-}
-
 static void free_secret(char *s)
 {
     if (s != NULL) {
-        wipe(s, strlen(s));
+        OPENSSL_cleanse(s, strlen(s));
         free(s);
     }
 }
@@ -395,7 +389,7 @@ static void osip_free_wiped(osip_message_t *sip)
         return;
     /* libosip2 keeps a copy of the raw bytes, Bearer token included. */
     if (sip->message != NULL)
-        wipe(sip->message, sip->message_length);
+        OPENSSL_cleanse(sip->message, sip->message_length);
     osip_message_free(sip);
 }
 
