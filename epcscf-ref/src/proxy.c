@@ -596,9 +596,8 @@ void ep_proxy_from_ws(struct ep_flow *f, const uint8_t *buf, size_t len)
         initial = false;
     if (initial && is_emergency(app->cfg, m)) {
         strip_client_headers(m);
-        /* Detach the osip message from pm: the transaction owns it from here. */
-        osip_message_t *own = NULL;
-        osip_message_clone(m, &own);
+        /* The transaction owns the parsed message from here. */
+        osip_message_t *own = ep_sipmsg_detach(pm);
         ep_sipmsg_free(pm);
         if (own != NULL)
             emergency(f, own, ukey);
@@ -649,8 +648,7 @@ void ep_proxy_from_ws(struct ep_flow *f, const uint8_t *buf, size_t len)
         }
     }
     g_free(token);
-    osip_message_t *own = NULL;
-    osip_message_clone(m, &own);
+    osip_message_t *own = ep_sipmsg_detach(pm);
     ep_sipmsg_free(pm);
     if (own == NULL)
         return;
@@ -997,8 +995,7 @@ void ep_proxy_from_mw(struct ep_worker *w, const uint8_t *buf, size_t len,
     bool reg_ended = method == EP_M_NOTIFY && reg_notify_terminated(m);
     ep_hdr_del(m, "P-Charging-Vector");
     ep_hdr_del(m, "P-Charging-Function-Addresses");
-    osip_message_t *own = NULL;
-    osip_message_clone(m, &own);
+    osip_message_t *own = ep_sipmsg_detach(pm);
     ep_sipmsg_free(pm);
     if (own == NULL)
         return;

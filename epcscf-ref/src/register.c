@@ -176,8 +176,7 @@ static void relay_digest(struct ep_flow *f, struct ep_sipmsg *pm, osip_message_t
     ep_hdr_add(m, "Authorization", value);
     g_free(value);
     mw_register_headers(f, m);
-    osip_message_t *own = NULL;
-    osip_message_clone(m, &own);
+    osip_message_t *own = ep_sipmsg_detach(pm);
     ep_sipmsg_free(pm);
     if (own != NULL)
         ep_forward_to_core(f, own, NULL, ukey);
@@ -264,8 +263,7 @@ void ep_register(struct ep_flow *f, struct ep_sipmsg *pm, osip_message_t *m)
     ruri = NULL;
     p->cseq = m->cseq != NULL ? (uint32_t)strtoul(m->cseq->number, NULL, 10) : 0;
     p->asked = asked;
-    osip_message_t *own = NULL;
-    osip_message_clone(m, &own);
+    osip_message_t *own = ep_sipmsg_detach(pm);
     ep_sipmsg_free(pm);
     pm = NULL;
     if (own == NULL) {

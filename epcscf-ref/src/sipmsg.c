@@ -485,6 +485,23 @@ void ep_sipmsg_free(struct ep_sipmsg *m)
     free(m);
 }
 
+osip_message_t *ep_sipmsg_detach(struct ep_sipmsg *m)
+{
+    osip_message_t *sip = m->osip;
+    m->osip = NULL;
+    /* The raw bytes libosip2 kept hold the client's credentials: gone before the message
+     * lives on (every caller rebuilds the text after editing anyway). */
+    if (sip != NULL && sip->message != NULL) {
+        OPENSSL_cleanse(sip->message, sip->message_length);
+        osip_free(sip->message);
+        sip->message = NULL;
+        sip->message_length = 0;
+    }
+    if (sip != NULL)
+        osip_message_force_update(sip);
+    return sip;
+}
+
 osip_message_t *ep_sipmsg_osip(struct ep_sipmsg *m)
 {
     return m->osip;

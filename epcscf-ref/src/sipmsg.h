@@ -82,6 +82,11 @@ void ep_sipmsg_free(struct ep_sipmsg *m);
  * (see above). */
 osip_message_t *ep_sipmsg_osip(struct ep_sipmsg *m);
 
+/* Hands libosip2's parsed message over to the caller (free with osip_message_free), with
+ * its raw copy of the bytes wiped and dropped; m keeps only the credential copies and is
+ * still to be freed with ep_sipmsg_free. Saves a deep copy when a message is forwarded. */
+osip_message_t *ep_sipmsg_detach(struct ep_sipmsg *m);
+
 /* The raw value (surrounding whitespace trimmed) of the one Authorization header, or NULL
  * when there is none. Borrowed from m, valid until ep_sipmsg_free(m). It is a credential:
  * never log it. */
