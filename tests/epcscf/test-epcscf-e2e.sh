@@ -226,6 +226,7 @@ wait "$tcp_pid" || { tail -20 "$stack/epcscf-tcp.log" >&2; fail "epcscf-ref (Mw 
 export E2E_WAF_PID=$(head -1 "$stack/waf.pids") E2E_KAMAILIO_PID=$kamailio_pid
 export E2E_WAF_START="$stack/start-waf.sh"
 export E2E_REDIS_RESTART="DEVSTACK_DIR=$stack $devstack restart redis >/dev/null"
+export E2E_REDIS_PIDFILE="$stack/redis/redis.pid"
 python3 "$src/tests/epcscf/test_epcscf_faults.py" || fail "test_epcscf_faults.py"
 
 kill -TERM "$ep_pid"

@@ -1,8 +1,9 @@
 """Fault tests of epcscf-ref, run by test-epcscf-e2e.sh after the end-to-end checks (same
 servers, E2E_* variables): 1,000 registered WebSocket connections reset at once (every
 binding deregistered on Mw, connections, descriptors and memory back to where they were),
-the WAF down (cached keys keep verifying; revocations flow again once it is back, also after
-Redis restarted under the feed), and the IMS core down (503 to the WIC within the
+the WAF down (cached keys keep verifying), Redis down (a token whose revocation state is
+unknown is refused with 503, E6), revocations flowing again once both are back (the feed
+reconnected), and the IMS core down (503 to the WIC within the
 transaction timeout, nothing stuck afterwards)."""
 import os
 import re
@@ -101,7 +102,7 @@ check(heap2 <= heap1 + 1024,
       f"heap after round 2 ({heap2} KiB) within 1 MiB of round 1 ({heap1} KiB)")
 
 # ---- the WAF down: cached keys keep working --------------------------------------------
-spare = e2e.token()
+spare, unseen = e2e.token(), e2e.token()
 os.kill(int(os.environ["E2E_WAF_PID"]), 15)
 time.sleep(0.5)
 c, _, _ = e2e.connect(tls=False)
@@ -109,7 +110,17 @@ r = e2e.register(c, spare["impu"], spare["access_token"])
 check(e2e.status_of(r) == 200, "WAF down: a fresh token still verifies with the cached keys")
 c.close()
 
-# ---- Redis restarted under the revocation feed, WAF back: revocations flow again -------
+# ---- E6: revocation state unknown (Redis down) -> fail closed with 503 + Retry-After ----
+with open(os.environ["E2E_REDIS_PIDFILE"]) as fh:
+    os.kill(int(fh.read().strip()), 15)
+time.sleep(1)
+c, _, _ = e2e.connect(tls=False)
+r = e2e.register(c, unseen["impu"], unseen["access_token"])
+check(e2e.status_of(r) == 503 and e2e.header(r, "Retry-After") is not None,
+      f"E6: Redis down, a token never seen -> 503 with Retry-After (got {r.split(chr(13))[0]})")
+c.close()
+
+# ---- Redis back under the revocation feed, WAF back: revocations flow again -----------
 subprocess.run(os.environ["E2E_REDIS_RESTART"], shell=True, check=True)
 subprocess.run(os.environ["E2E_WAF_START"], shell=True, check=True)
 e2e.wait_for(lambda: 'revocation_feed":"up' in e2e.healthz(), 10)
