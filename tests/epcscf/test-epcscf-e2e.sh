@@ -210,6 +210,9 @@ tcp_ws=$(free_port) tcp_http=$(free_port) tcp_mw=$(free_port_pair)
 sed -e "s/^ws.listen = .*/ws.listen = 127.0.0.1:$tcp_ws/" -e '/^wss\./d' \
     -e "s/^mw.listen = .*/mw.listen = 127.0.0.1:$tcp_mw/" \
     -e "s/^http.listen = .*/http.listen = 127.0.0.1:$tcp_http/" "$stack/epcscf.conf" >"$stack/epcscf-tcp.conf"
+# ... which also pings idle WebSockets every 2 s and drops them 2 s later without a pong.
+sed -i -e 's/^ws.ping_interval = .*/ws.ping_interval = 2/' \
+    -e 's/^ws.ping_timeout = .*/ws.ping_timeout = 2/' "$stack/epcscf-tcp.conf"
 echo "mw.transport = tcp" >>"$stack/epcscf-tcp.conf"
 ASAN_OPTIONS="${ASAN_OPTIONS:-detect_leaks=1}:fast_unwind_on_malloc=0" \
     LSAN_OPTIONS="${LSAN_OPTIONS:-suppressions=$src/tests/lsan.supp}" \

@@ -1,7 +1,8 @@
 """Mw over TCP (mw.transport = tcp): a second epcscf-ref, started by test-epcscf-e2e.sh
 with E2E_WS_PORT/E2E_HTTP pointing at it, registers two WICs and carries an INVITE from one
 to the other; the Kamailio stand-in's log shows the REGISTERs arrived over TCP and the INVITE
-went back along a Path with transport=tcp."""
+went back along a Path with transport=tcp. The same instance pings every 2 s: a WIC that
+stops answering is dropped and deregistered."""
 import os
 import re
 import secrets
@@ -40,6 +41,19 @@ e2e.check(bool(e2e.klog_lines(r"INVITE to .* via .*transport=tcp")),
           "Mw TCP: the core routed it along the TCP Path")
 ca.close()
 cb.close()
+
+# EPC-51 (ping timeout): a registered WIC that stops answering pings is dropped after
+# ws.ping_interval + ws.ping_timeout (2 + 2 s here) and deregistered on Mw.
+d = e2e.token()
+cd, _, _ = e2e.connect(tls=False)
+rd = e2e.register(cd, d["impu"], d["access_token"])
+e2e.check(e2e.status_of(rd) == 200, "ping timeout: REGISTER -> 200")
+pattern = re.escape(f"REGISTER {d['impu']} ") + r".*expires: 0 "
+# The client now reads nothing, so it answers no ping.
+gone = e2e.wait_for(lambda: e2e.klog_lines(pattern), 12)
+e2e.check(bool(gone), "ping timeout: the silent WebSocket was dropped and its binding "
+          "deregistered with REGISTER Expires 0")
+cd.abort()
 if e2e.failures:
     sys.exit(1)
 print("Mw TCP checks passed")
