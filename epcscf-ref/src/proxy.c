@@ -170,9 +170,9 @@ static void remember_local_final(struct ep_flow *f, osip_message_t *req, int sta
     if (branch == NULL)
         return;
     struct ep_worker *w = f->w;
-    char ours[48], ukey[160];
+    char ours[48], ukey[EP_UKEY_MAX];
     snprintf(ours, sizeof(ours), "local-%llx", (unsigned long long)++w->branch_seq);
-    snprintf(ukey, sizeof(ukey), "w%llx:%.100s", (unsigned long long)f->id, branch);
+    ep_wic_key(f, branch, ukey);
     struct ep_tx *tx = tx_new(w, TX_LOCAL, EP_M_INVITE, ours);
     tx->flow_id = f->id;
     tx->status = status;
@@ -327,8 +327,13 @@ static bool is_emergency(const struct ep_config *cfg, osip_message_t *m)
     return false;
 }
 
-/* Removes the client's identity and credential headers before a request leaves for Mw. */
-static void strip_client_headers(osip_message_t *m)
+void ep_wic_key(const struct ep_flow *f, const char *branch, char out[EP_UKEY_MAX])
+{
+    snprintf(out, EP_UKEY_MAX, "w%llx:%.100s", (unsigned long long)f->id,
+             branch != NULL ? branch : "");
+}
+
+void ep_strip_client_headers(osip_message_t *m)
 {
     ep_drop_credentials(m);
     ep_hdr_del(m, "P-Asserted-Identity");
@@ -418,7 +423,7 @@ static void assert_identity(struct ep_reg *reg, osip_message_t *m)
     g_free(want);
 }
 
-static void charging_vector(struct ep_app *app, osip_message_t *m)
+void ep_charging_vector(const struct ep_app *app, osip_message_t *m)
 {
     char icid[33], buf[160];
     ep_rand_hex(icid, 16);
@@ -451,7 +456,7 @@ static void emergency(struct ep_flow *f, osip_message_t *m, const char *ukey)
     set_route_set(m, NULL);
     if (f->reg != NULL)
         assert_identity(f->reg, m);
-    charging_vector(app, m);
+    ep_charging_vector(app, m);
     add_record_route(f, m);
     char rr[300];
     char host[256];
@@ -562,10 +567,8 @@ void ep_proxy_from_ws(struct ep_flow *f, const uint8_t *buf, size_t len)
         return;
     }
     enum ep_method method = ep_method_of(m->sip_method);
-    const char *branch = ep_via_branch(m);
-    char ukey[160];
-    snprintf(ukey, sizeof(ukey), "w%llx:%.100s", (unsigned long long)f->id,
-             branch != NULL ? branch : "");
+    char ukey[EP_UKEY_MAX];
+    ep_wic_key(f, ep_via_branch(m), ukey);
     if (method == EP_M_ACK) {
         struct ep_tx *inv = g_hash_table_lookup(f->w->stx, ukey);
         if (inv != NULL && inv->status >= 300) {
@@ -587,7 +590,7 @@ void ep_proxy_from_ws(struct ep_flow *f, const uint8_t *buf, size_t len)
     }
     ep_via_received(m, f->ip, f->port);
     if (method == EP_M_REGISTER) {
-        ep_register(f, pm, m); /* consumes pm */
+        ep_register(f, pm, m, ukey); /* consumes pm */
         return;
     }
     bool initial = true;
@@ -595,7 +598,7 @@ void ep_proxy_from_ws(struct ep_flow *f, const uint8_t *buf, size_t len)
     if (m->to != NULL && osip_to_get_tag(m->to, &tag) == 0 && tag != NULL)
         initial = false;
     if (initial && is_emergency(app->cfg, m)) {
-        strip_client_headers(m);
+        ep_strip_client_headers(m);
         /* The transaction owns the parsed message from here. */
         osip_message_t *own = ep_sipmsg_detach(pm);
         ep_sipmsg_free(pm);
@@ -621,12 +624,12 @@ void ep_proxy_from_ws(struct ep_flow *f, const uint8_t *buf, size_t len)
         ep_sipmsg_free(pm);
         return;
     }
-    strip_client_headers(m);
+    ep_strip_client_headers(m);
     char *token = pop_our_routes(app, m);
     if (initial) {
         set_route_set(m, f->reg->service_route);
         assert_identity(f->reg, m);
-        charging_vector(app, m);
+        ep_charging_vector(app, m);
         if (method == EP_M_INVITE || method == EP_M_SUBSCRIBE || method == EP_M_REFER)
             add_record_route(f, m);
     } else {

@@ -53,8 +53,18 @@ void ep_route_dst(struct ep_app *app, osip_message_t *m, struct sockaddr_storage
                   socklen_t *len);
 void ep_count_final(struct ep_app *app, enum ep_method m, int status);
 
-/* register.c */
-void ep_register(struct ep_flow *f, struct ep_sipmsg *pm, osip_message_t *m);
+/* Key of a WIC's transaction among the worker's upstream keys: flow id and its Via branch
+ * (NULL branch: empty). */
+#define EP_UKEY_MAX 160
+void ep_wic_key(const struct ep_flow *f, const char *branch, char out[EP_UKEY_MAX]);
+/* Removes what a client must not send towards Mw: credentials, P-Asserted-Identity, the
+ * charging and visited-network headers, sec-agree (EPC-11). */
+void ep_strip_client_headers(osip_message_t *m);
+/* Sets a P-Charging-Vector with a fresh icid (and orig-ioi when configured). */
+void ep_charging_vector(const struct ep_app *app, osip_message_t *m);
+
+/* register.c; ukey is the REGISTER's key from ep_wic_key. Consumes pm. */
+void ep_register(struct ep_flow *f, struct ep_sipmsg *pm, osip_message_t *m, const char *ukey);
 /* A response to a REGISTER we forwarded; may edit resp before it goes to the WIC. */
 void ep_register_response(struct ep_flow *f, struct ep_tx *tx, osip_message_t *resp);
 void ep_reg_pending_free(struct reg_pending *p);

@@ -134,11 +134,12 @@ static void set_contact_expiry(osip_contact_t *c, long v)
     }
 }
 
-/* Headers every REGISTER towards the core gets from us (EPC-11). */
+/* Headers every REGISTER towards the core gets from us (EPC-11); the client's own were
+ * removed by ep_strip_client_headers before. */
 static void mw_register_headers(struct ep_flow *f, osip_message_t *m)
 {
     struct ep_app *app = f->w->app;
-    char path[EP_URI_MAX], icid[33], pcv[160];
+    char path[EP_URI_MAX];
     ep_flow_uri(f, path, sizeof(path), true);
     ep_hdr_set(m, "Path", path);
     const char *req = ep_hdr(m, "Require");
@@ -150,19 +151,8 @@ static void mw_register_headers(struct ep_flow *f, osip_message_t *m)
         ep_hdr_set(m, "Require", "path");
     }
     ep_hdr_set(m, "P-Visited-Network-ID", app->cfg->visited_network_id);
-    ep_rand_hex(icid, 16);
-    if (app->cfg->orig_ioi != NULL)
-        snprintf(pcv, sizeof(pcv), "icid-value=%s;orig-ioi=%s", icid, app->cfg->orig_ioi);
-    else
-        snprintf(pcv, sizeof(pcv), "icid-value=%s", icid);
-    ep_hdr_set(m, "P-Charging-Vector", pcv);
-    ep_hdr_del(m, "Security-Client");
-    ep_hdr_del(m, "Security-Verify");
-    ep_hdr_drop_token(m, "Require", "sec-agree");
-    ep_hdr_drop_token(m, "Proxy-Require", "sec-agree");
-    ep_hdr_del(m, "P-Asserted-Identity");
+    ep_charging_vector(app, m);
     ep_hdr_del(m, "P-Preferred-Identity");
-    ep_hdr_del(m, "P-Charging-Function-Addresses");
 }
 
 /* Relays a Digest or AKA REGISTER end to end (EPC-05 b/c, EPC-15). */
@@ -172,7 +162,7 @@ static void relay_digest(struct ep_flow *f, struct ep_sipmsg *pm, osip_message_t
     bool aka = strstr(raw, "AKAv2") != NULL || strstr(raw, "akav2") != NULL;
     const char *ip = aka ? "tls-connected" : (f->secure ? "tls-yes" : "tls-pending");
     char *value = g_strdup_printf("%s, integrity-protected=\"%s\"", raw, ip);
-    ep_drop_credentials(m);
+    ep_strip_client_headers(m);
     ep_hdr_add(m, "Authorization", value);
     g_free(value);
     mw_register_headers(f, m);
@@ -182,14 +172,10 @@ static void relay_digest(struct ep_flow *f, struct ep_sipmsg *pm, osip_message_t
         ep_forward_to_core(f, own, NULL, ukey);
 }
 
-void ep_register(struct ep_flow *f, struct ep_sipmsg *pm, osip_message_t *m)
+void ep_register(struct ep_flow *f, struct ep_sipmsg *pm, osip_message_t *m, const char *ukey)
 {
     struct ep_app *app = f->w->app;
     const char *raw = ep_sipmsg_authorization(pm);
-    char ukey[160];
-    const char *branch = ep_via_branch(m);
-    snprintf(ukey, sizeof(ukey), "w%llx:%.100s", (unsigned long long)f->id,
-             branch != NULL ? branch : "");
     if (raw == NULL) {
         count_token(app, IMSAUTH_ERR_MISSING);
         challenge(f, m, IMSAUTH_ERR_MISSING, false);
@@ -246,7 +232,7 @@ void ep_register(struct ep_flow *f, struct ep_sipmsg *pm, osip_message_t *m)
     if (c != NULL && c->url != NULL)
         set_contact_expiry(c, asked);
     ep_hdr_set(m, "Expires", ebuf);
-    ep_drop_credentials(m);
+    ep_strip_client_headers(m);
     ep_hdr_add(m, "Authorization", tna);
     mw_register_headers(f, m);
 
